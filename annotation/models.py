@@ -1,0 +1,165 @@
+"""Domain model of annotation: projects and who may do what in them, items, and the audit log."""
+
+import string
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", _("Annotator")
+    EXPERT = "expert", _("Expert reviewer")
+    DOMAIN_REVIEWER = "domain_reviewer", _("Domain reviewer")
+    ADMIN = "admin", _("Project admin")
+
+
+def validate_prompt_template(template: str) -> None:
+    """A template renders the model input: it must contain {input} and no other placeholder."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValidationError(_("Malformed template: %(reason)s"), params={"reason": exc}) from exc
+    if "input" not in fields:
+        raise ValidationError(_("The prompt template must contain the {input} placeholder."))
+    unknown = sorted(fields - {"input", "context"})
+    if unknown:
+        raise ValidationError(
+            _("Unknown placeholders in the prompt template: %(names)s (allowed: {input}, {context})."),
+            params={"names": ", ".join("{" + name + "}" for name in unknown)},
+        )
+
+
+class Project(models.Model):
+    name = models.CharField(_("name"), max_length=200)
+    slug = models.SlugField(_("slug"), max_length=80, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    guidelines = models.TextField(_("annotation guidelines"), blank=True)
+    prompt_template = models.TextField(
+        _("prompt template"), default="{input}", validators=[validate_prompt_template]
+    )
+    review_tiers = models.PositiveSmallIntegerField(
+        _("tiers"),
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(3)],
+        help_text=_("Tiers an answer passes (1–3): annotation, expert review, domain sign-off."),
+    )
+    ratings_per_response = models.PositiveSmallIntegerField(
+        _("ratings per response"), default=3, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    retrain_threshold = models.PositiveIntegerField(
+        _("retrain threshold"), default=200, validators=[MinValueValidator(1)]
+    )
+    confidence_threshold = models.FloatField(
+        _("confidence threshold"), default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    fallback_message = models.TextField(
+        _("fallback message"),
+        default="Thank you for your question. A member of our team will get back to you shortly.",
+    )
+    spot_check_rate = models.FloatField(
+        _("spot-check rate"), default=0.10, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user holds a role in a project; a user may hold several roles in one project."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user", "role"], name="membership_unique_role")
+        ]
+        ordering = ["project_id", "user_id", "role"]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} in {self.project}"
+
+
+class ItemStatus(models.TextChoices):
+    NEW = "new", _("New")
+    DRAFTED = "drafted", _("Drafted")
+    ANNOTATING = "annotating", _("Annotating")
+    SUBMITTED = "submitted", _("Submitted")
+    EXPERT_REVIEW = "expert_review", _("Expert review")
+    DOMAIN_REVIEW = "domain_review", _("Domain review")
+    APPROVED = "approved", _("Approved")
+    REWORK = "rework", _("Rework")
+    SPOT_CHECK = "spot_check", _("Spot check")
+
+
+class ItemSource(models.TextChoices):
+    IMPORT = "import", _("Import")
+    PRODUCTION = "production", _("Production (ask)")
+    MANUAL = "manual", _("Manual")
+    DEMO = "demo", _("Demo")
+
+
+class Item(models.Model):
+    """One prompt to be answered. Its status changes only through the transition services."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    input = models.TextField()
+    context = models.TextField(blank=True)
+    reference_output = models.TextField(blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    content_hash = models.CharField(max_length=64, db_index=True)
+    source = models.CharField(max_length=20, choices=ItemSource.choices, default=ItemSource.IMPORT)
+    status = models.CharField(max_length=20, choices=ItemStatus.choices, default=ItemStatus.NEW)
+    priority = models.IntegerField(default=0)
+    version = models.PositiveIntegerField(default=1)  # optimistic lock: every write carries the version
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="item_unique_external_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "status"], name="item_project_status")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.input[:40]}"
+
+
+class AuditEvent(models.Model):
+    """Append-only record of a state change: who, what, from, to, when."""
+
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64)
+    target_id = models.CharField(max_length=64)
+    from_state = models.CharField(max_length=64, blank=True)
+    to_state = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type}:{self.target_id} by {self.actor_id}"

@@ -1,0 +1,49 @@
+"""API shapes of projects and memberships; validation of input only, no business rules."""
+
+from rest_framework import serializers
+
+from core.serializers import StrictModelSerializer, StrictSerializer
+
+from .models import Membership, Project, Role
+
+PROJECT_SETTINGS = [
+    "name",
+    "slug",
+    "description",
+    "guidelines",
+    "prompt_template",
+    "review_tiers",
+    "ratings_per_response",
+    "retrain_threshold",
+    "confidence_threshold",
+    "fallback_message",
+    "spot_check_rate",
+]
+
+
+class ProjectSerializer(StrictModelSerializer):
+    my_roles = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["id", *PROJECT_SETTINGS, "created_at", "my_roles"]
+        read_only_fields = ["id", "created_at", "my_roles"]
+        extra_kwargs = {"slug": {"required": False, "validators": []}}
+
+    def get_my_roles(self, project: Project) -> list[str]:
+        roles_by_project = self.context.get("roles_by_project", {})
+        return sorted(roles_by_project.get(project.pk, set()))
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "created_at"]
+        read_only_fields = fields
+
+
+class MembershipAddSerializer(StrictSerializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)

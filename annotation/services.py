@@ -1,0 +1,153 @@
+"""Writes of projects, memberships and items; each in one transaction with its audit event."""
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils.text import slugify
+
+from core.errors import ApplicationError, Conflict
+
+from .models import AuditEvent, Item, ItemSource, Membership, Project, Role
+from .permissions import check_can_create_project, check_project_admin
+
+User = get_user_model()
+
+
+def audit_record(
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    target: object,
+    project: Project | None = None,
+    from_state: str = "",
+    to_state: str = "",
+    data: dict | None = None,
+) -> AuditEvent:
+    """Append one audit event; call it inside the transaction of the change it records."""
+    return AuditEvent.objects.create(
+        project=project,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        action=action,
+        target_type=target.__class__.__name__.lower(),
+        target_id=str(target.pk),
+        from_state=from_state,
+        to_state=to_state,
+        data=data or {},
+    )
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:70] or "project"
+    slug, n = base, 2
+    while Project.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+@transaction.atomic
+def project_create(*, created_by: AbstractBaseUser, name: str, slug: str = "", **settings_) -> Project:
+    """Create a project; its creator becomes its first admin."""
+    check_can_create_project(user=created_by)
+    if slug and Project.objects.filter(slug=slug).exists():
+        raise Conflict(f"A project with slug '{slug}' already exists.", code="slug_taken")
+    project = Project(name=name, slug=slug or _unique_slug(name), created_by=created_by, **settings_)
+    project.full_clean()
+    project.save()
+    Membership.objects.create(project=project, user=created_by, role=Role.ADMIN)
+    audit_record(actor=created_by, action="project.create", target=project, project=project)
+    return project
+
+
+@dataclass(frozen=True)
+class MembershipResult:
+    membership: Membership
+    created: bool
+
+
+@transaction.atomic
+def membership_add(
+    *, project: Project, actor: AbstractBaseUser, username: str, role: str
+) -> MembershipResult:
+    """Give a user a role in the project (project admins and staff). Adding an existing role is a no-op."""
+    check_project_admin(user=actor, project=project)
+    if role not in Role.values:
+        raise ApplicationError(
+            f"Unknown role '{role}'; one of: {', '.join(Role.values)}.", details={"role": role}
+        )
+    try:
+        user = User.objects.get(username=username)
+    except User.DoesNotExist:
+        raise ApplicationError(
+            f"No user named '{username}'.", code="unknown_user", details={"username": username}
+        ) from None
+    membership, created = Membership.objects.get_or_create(project=project, user=user, role=role)
+    if created:
+        audit_record(
+            actor=actor,
+            action="membership.add",
+            target=membership,
+            project=project,
+            to_state=role,
+            data={"username": username},
+        )
+    return MembershipResult(membership=membership, created=created)
+
+
+def item_content_hash(*, input: str, context: str = "") -> str:
+    """Identity of an item's content, used to skip re-imports of items without an external id."""
+    return hashlib.sha256(f"{input}\x1f{context}".encode()).hexdigest()
+
+
+@transaction.atomic
+def items_create(
+    *, project: Project, actor: AbstractBaseUser | None, rows: Iterable[dict], source: str = ItemSource.IMPORT
+) -> int:
+    """Bulk-create items from dicts with input, context, reference_output, external_id, priority.
+
+    Rows whose external id (else content hash) already exists in the project are skipped.
+    Returns the number created; watchers of the project get fresh state counts on commit.
+    """
+    rows = list(rows)
+    existing_ids = set(
+        Item.objects.filter(project=project).exclude(external_id="").values_list("external_id", flat=True)
+    )
+    existing_hashes = set(Item.objects.filter(project=project).values_list("content_hash", flat=True))
+    new_items = []
+    for row in rows:
+        content_hash = item_content_hash(input=row["input"], context=row.get("context", ""))
+        external_id = row.get("external_id", "")
+        if (external_id and external_id in existing_ids) or (
+            not external_id and content_hash in existing_hashes
+        ):
+            continue
+        existing_ids.add(external_id)
+        existing_hashes.add(content_hash)
+        new_items.append(
+            Item(
+                project=project,
+                input=row["input"],
+                context=row.get("context", ""),
+                reference_output=row.get("reference_output", ""),
+                external_id=external_id,
+                content_hash=content_hash,
+                source=source,
+                priority=row.get("priority", 0),
+            )
+        )
+    Item.objects.bulk_create(new_items, batch_size=2000)
+    if new_items:
+        audit_record(
+            actor=actor,
+            action="items.create",
+            target=project,
+            project=project,
+            data={"created": len(new_items), "skipped": len(rows) - len(new_items), "source": source},
+        )
+        from .tasks import project_state_counts_broadcast
+
+        transaction.on_commit(lambda: project_state_counts_broadcast.delay(project.pk))
+    return len(new_items)

@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: the error format, health checks, realtime events, the embedded stack."""

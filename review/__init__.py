@@ -1,0 +1,1 @@
+"""Review tiers and decisions, the rubric and ratings, agreement statistics, spot checks."""

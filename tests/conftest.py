@@ -1,0 +1,161 @@
+"""Fixtures: people in every role, API clients, and real processes (a Celery worker, the ASGI server)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotation.models import Role
+
+from .factories import MembershipFactory, ProjectFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory()
+
+
+@pytest.fixture
+def people(project):
+    """One user per role in `project`, an outsider, and a staff user; keyed by what they are."""
+    people = {
+        "outsider": UserFactory(username="outsider"),
+        "staff": UserFactory(username="staff", is_staff=True),
+    }
+    for role in Role.values:
+        user = UserFactory(username=role)
+        MembershipFactory(project=project, user=user, role=role)
+        people[role] = user
+    return people
+
+
+def api_client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.fixture
+def api():
+    return api_client_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_database_env() -> dict[str, str]:
+    """The environment a child process needs to use the test database pytest-django created."""
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real `celery worker` process consuming both queues through the test Redis."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with django_db_blocker.unblock():
+        env = test_database_env()
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "default,gpu",
+                "--pool",
+                "solo",
+                "-n",
+                f"test-{os.getpid()}@%h",
+                "-l",
+                "info",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    from config.celery import app
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the Celery worker exited early:\n{log.read_text()}")
+        if app.control.ping(timeout=0.5):
+            break
+    else:
+        _stop(process)
+        pytest.fail(f"the Celery worker did not answer within 60 s:\n{log.read_text()}")
+    yield process
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def live_asgi(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The real ASGI application under uvicorn (HTTP and websockets), on the test database."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("web") / "web.log"
+    with django_db_blocker.unblock():
+        env = test_database_env()
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"uvicorn exited early:\n{log.read_text()}")
+        try:
+            httpx.get(f"{url}/login/", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        _stop(process)
+        pytest.fail(f"uvicorn did not answer within 60 s:\n{log.read_text()}")
+    yield url
+    _stop(process)

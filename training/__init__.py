@@ -1,0 +1,1 @@
+"""Model versions, dataset snapshots, training runs, evaluation and inference (drafts, ask)."""
