@@ -47,6 +47,8 @@ export HANDOVER_ENV=test
 export DATABASE_URL="postgres://handover@127.0.0.1:$pg_port/handover"
 export REDIS_URL="redis://127.0.0.1:$redis_port/0"
 export HANDOVER_VAR_DIR="$work/var"
+# Models are local directories; never wait on a model hub.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 echo "Test services: PostgreSQL on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port"
 set +e
 "$@"

@@ -1,0 +1,1 @@
+"""Django-free core of data import, redaction and export, kept apart from the ORM to stay unit-testable."""

@@ -1,0 +1,1 @@
+"""Django-free model core: a tiny offline model, device choice, and batched draft generation."""
