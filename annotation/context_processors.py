@@ -6,10 +6,20 @@ from django.utils.translation import gettext_lazy as _
 from .models import Role
 from .selectors import project_list_for_user, roles_by_project
 
-# (label, url name, roles that see it); each later feature adds its entry here.
+# (label, url name, roles that see it[, extra url kwargs]); each feature adds its entries here.
 PROJECT_MENU = [
     (_("Overview"), "project-detail", {Role.ANNOTATOR, Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
+    (_("Annotate"), "workbench", {Role.ANNOTATOR}, {"stage": "annotate"}),
+    (_("Expert review"), "workbench", {Role.EXPERT}, {"stage": "expert"}),
+    (_("Domain review"), "workbench", {Role.DOMAIN_REVIEWER}, {"stage": "domain"}),
+    (_("Spot checks"), "workbench", {Role.DOMAIN_REVIEWER}, {"stage": "spot_check"}),
+    (_("Dashboard"), "project-dashboard", {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER}),
     (_("Members"), "project-members", {Role.ADMIN}),
+    (_("Models"), "project-models", {Role.ANNOTATOR, Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
+    (_("Import"), "dataio-imports", {Role.ADMIN}),
+    (_("Export"), "dataio-export", {Role.ADMIN}),
+    (_("Rate"), "review-rate", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
+    (_("Agreement"), "review-agreement", {Role.ADMIN}),
 ]
 
 
@@ -25,10 +35,12 @@ def navigation(request):
     menu = []
     if current is not None:
         my_roles = roles.get(current.pk, set()) | ({Role.ADMIN} if user.is_staff else set())
-        menu = [
-            {"label": label, "url": reverse(name, args=[current.pk]), "active": match.url_name == name}
-            for label, name, allowed in PROJECT_MENU
-            if my_roles & allowed
-        ]
+        menu = []
+        for label, name, allowed, *extra in PROJECT_MENU:
+            kwargs = extra[0] if extra else {}
+            if my_roles & allowed:
+                active = match.url_name == name and all(match.kwargs.get(k) == v for k, v in kwargs.items())
+                url = reverse(name, kwargs={"project_id": current.pk, **kwargs})
+                menu.append({"label": label, "url": url, "active": active})
         current.my_roles = [Role(role).label for role in sorted(my_roles)]
     return {"nav_projects": projects, "nav_project": current, "nav_menu": menu}

@@ -24,6 +24,7 @@ DEMO_PROJECT = {
     ),
     "retrain_threshold": 20,
     "confidence_threshold": 0.5,
+    "draft_candidates": 3,
     "fallback_message": (
         "Thanks for your question — a colleague will answer you shortly. / "
         "感谢您的提问，我们的同事会尽快回复您。"

@@ -1,7 +1,7 @@
 """Reads of projects and memberships; every read is scoped to what the user may see."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from core.errors import NotFound
 
@@ -57,3 +57,97 @@ def project_state_counts(*, project_id: int) -> dict[str, int]:
         .values_list("status", "n")
     )
     return {status: counts.get(status, 0) for status in ItemStatus.values}
+
+
+def item_get_for_user(*, user: AbstractBaseUser, item_id: int) -> Item:
+    """The item, or NotFound when it does not exist or is in a project the user cannot see."""
+    item = (
+        Item.objects.select_related("project", "current_revision__author", "leased_by")
+        .filter(pk=item_id)
+        .first()
+    )
+    if item is None or not project_visible_to(user=user, project_id=item.project_id):
+        raise NotFound("Item not found.")
+    return item
+
+
+def item_list(*, project: Project, status: str = "", source: str = "", search: str = "") -> QuerySet[Item]:
+    items = Item.objects.filter(project=project).select_related("current_revision")
+    if status:
+        items = items.filter(status__in=status.split(","))
+    if source:
+        items = items.filter(source__in=source.split(","))
+    if search:
+        items = items.filter(Q(input__icontains=search) | Q(external_id=search))
+    return items.order_by("-priority", "pk")
+
+
+def item_last_rejection(*, item: Item):
+    """The reject decision that sent the item back, while it is back with its annotator."""
+    from review.models import Decision, ReviewDecision
+
+    if item.status not in {ItemStatus.REWORK, ItemStatus.ANNOTATING}:
+        return None
+    last = (
+        ReviewDecision.objects.filter(item=item)
+        .select_related("reviewer")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    return last if last is not None and last.decision == Decision.REJECT else None
+
+
+def item_task(*, item: Item, user: AbstractBaseUser) -> dict:
+    """Everything a person needs to work on the item they hold, in one read."""
+    from .models import Autosave
+
+    autosave = Autosave.objects.filter(item=item, user=user).first()
+    rejection = item_last_rejection(item=item)
+    from .importing import compliance_flags_for_items
+
+    return {
+        "item": item,
+        "compliance_flags": compliance_flags_for_items(item_ids=[item.pk]).get(item.pk, []),
+        "drafts": list(item.drafts.select_related("model_version").order_by("rank", "pk")),
+        "revision": item.current_revision,
+        "autosave": autosave,
+        "rejection": rejection,
+        "guidelines": item.project.guidelines,
+    }
+
+
+def item_history(*, item: Item) -> list[dict]:
+    """The item's timeline: every audit event, oldest first; revisions carry the diff against the
+    text they were based on (the parent revision, else the draft they started from)."""
+    from review.models import ReviewDecision
+
+    from .diffing import text_diff
+    from .models import AuditEvent, Revision
+
+    revisions = {
+        r.pk: r for r in Revision.objects.filter(item=item).select_related("author", "parent", "draft")
+    }
+    comments = {d.revision_id: d.comment for d in ReviewDecision.objects.filter(item=item) if d.comment}
+    timeline = []
+    for event in AuditEvent.objects.filter(target_type="item", target_id=str(item.pk)).select_related(
+        "actor"
+    ):
+        entry = {
+            "at": event.created_at,
+            "actor": event.actor.username if event.actor else None,
+            "action": event.action,
+            "from": event.from_state,
+            "to": event.to_state,
+            "data": event.data,
+        }
+        revision = revisions.get(event.data.get("revision")) if event.action != "item.reject" else None
+        if revision is not None:
+            base = (
+                revision.parent.text if revision.parent else (revision.draft.text if revision.draft else "")
+            )
+            entry["revision"] = {"id": revision.pk, "author": revision.author.username, "text": revision.text}
+            entry["diff"] = text_diff(base, revision.text)
+        if event.action == "item.reject":
+            entry["comment"] = event.data.get("comment") or comments.get(event.data.get("revision"), "")
+        timeline.append(entry)
+    return timeline

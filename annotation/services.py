@@ -147,7 +147,15 @@ def items_create(
             project=project,
             data={"created": len(new_items), "skipped": len(rows) - len(new_items), "source": source},
         )
-        from .tasks import project_state_counts_broadcast
-
-        transaction.on_commit(lambda: project_state_counts_broadcast.delay(project.pk))
+        items_arrived(project_id=project.pk)
     return len(new_items)
+
+
+def items_arrived(*, project_id: int) -> None:
+    """What new items start, once the transaction commits: fresh live counts, and model drafts."""
+    from training.services import project_drafting_request
+
+    from .workflow import project_counts_changed
+
+    project_counts_changed(project_id)
+    project_drafting_request(project_id=project_id)

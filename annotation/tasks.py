@@ -11,3 +11,27 @@ from .selectors import project_state_counts
 def project_state_counts_broadcast(project_id: int) -> None:
     """Push the project's items-per-state counts to every browser watching it."""
     project_event_send(project_id, "state_counts", {"counts": project_state_counts(project_id=project_id)})
+
+
+@shared_task(ignore_result=True)
+def leases_expire_task() -> int:
+    """Return items whose lease ran out to their queues (beat, every minute)."""
+    from .workflow import leases_expire
+
+    return leases_expire()
+
+
+@shared_task(ignore_result=True)
+def import_job_run_task(job_id: int) -> None:
+    """Run one import job; a job that is not queued any more (re-delivery, a second send) is left alone."""
+    from .importing import import_job_run
+
+    import_job_run(job_id=job_id)
+
+
+@shared_task(ignore_result=True)
+def import_jobs_fail_stale() -> None:
+    """Fail imports whose worker stopped sending heartbeats (beat sends this every minute)."""
+    from .importing import import_jobs_fail_stale as fail_stale
+
+    fail_stale()

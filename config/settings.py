@@ -86,10 +86,15 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "core.tasks.worker_heartbeat", "schedule": 30.0},
+    "leases-expire": {"task": "annotation.tasks.leases_expire_task", "schedule": 60.0},
+    "spot-checks-sample": {"task": "review.tasks.spot_checks_sample_task", "schedule": 86400.0},
 }
 
 # A local Hugging Face causal-LM directory; unset means the tiny model the project builds itself.
 HANDOVER_BASE_MODEL = env.str("HANDOVER_BASE_MODEL", default="")
+
+# How long a claimed task stays leased without the page renewing it.
+HANDOVER_LEASE_MINUTES = env.int("HANDOVER_LEASE_MINUTES", default=30)
 
 # --- Django -----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -231,3 +236,25 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SESSION_COOKIE_HTTPONLY = True
+
+# --- imports, redaction and exports (annotation/importing.py, annotation/exporting.py) --------------
+# Uploads over this size answer 413; fields over the field limit are row errors.
+IMPORT_MAX_FILE_BYTES = env.int("HANDOVER_IMPORT_MAX_FILE_BYTES", default=50 * 1024 * 1024)
+IMPORT_MAX_FIELD_BYTES = env.int("HANDOVER_IMPORT_MAX_FIELD_BYTES", default=32 * 1024)
+# A running import whose heartbeat is older than this is failed (its worker died); beat checks each minute.
+IMPORT_HEARTBEAT_TIMEOUT = env.int("HANDOVER_IMPORT_HEARTBEAT_TIMEOUT", default=600)
+CELERY_BEAT_SCHEDULE["import-jobs-fail-stale"] = {
+    "task": "annotation.tasks.import_jobs_fail_stale",
+    "schedule": 60.0,
+}
+
+# --- models, drafts and hand-over (training/services.py, training/tasks.py) -------------------------
+# Where build_tiny_model and seed_demo put models; a ModelVersion's relative base_model resolves here.
+HANDOVER_MODELS_DIR = Path(env.str("HANDOVER_MODELS_DIR", default=str(VAR_DIR / "models")))
+# `ask` waits this long (seconds) for a gpu worker's answer, then answers 503 with Retry-After.
+HANDOVER_ASK_TIMEOUT = env.float("HANDOVER_ASK_TIMEOUT", default=20.0)
+HANDOVER_ASK_QUEUE = env.str("HANDOVER_ASK_QUEUE", default="gpu")
+HANDOVER_ASK_MAX_CHARS = env.int("HANDOVER_ASK_MAX_CHARS", default=4000)  # longer questions: 413
+HANDOVER_ASK_RATE = env.str("HANDOVER_ASK_RATE", default="60/min")  # per token (user); over it: 429
+HANDOVER_ASK_PRIORITY = env.int("HANDOVER_ASK_PRIORITY", default=100)  # of handed-over items
+HANDOVER_DRAFT_CHUNK = env.int("HANDOVER_DRAFT_CHUNK", default=64)  # items per drafting task

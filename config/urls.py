@@ -11,6 +11,8 @@ from core.views import healthz
 api_patterns = [
     path("auth/token/", TokenObtainApi.as_view(), name="api-token"),
     path("", include("annotation.api_urls")),
+    path("", include("training.api_urls")),
+    path("", include("review.rating_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -23,6 +25,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("annotation.urls")),
+    path("", include("training.urls")),
+    path("", include("review.urls")),
 ]
 
 handler404 = "core.errors.handler404"

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import F
 from django.utils.translation import gettext_lazy as _
 
 
@@ -61,6 +62,28 @@ class Project(models.Model):
     )
     spot_check_rate = models.FloatField(
         _("spot-check rate"), default=0.10, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    redact_on_import = models.BooleanField(
+        _("redact personal data at import"),
+        default=False,
+        help_text=_("Replace card numbers, e-mail addresses, phone numbers and ID numbers when importing."),
+    )
+    compliance_phrases = models.JSONField(
+        _("compliance phrases"),
+        default=list,
+        blank=True,
+        help_text=_("Phrases that flag an item or revision for a reviewer's attention."),
+    )
+    draft_candidates = models.PositiveSmallIntegerField(
+        _("draft candidates"),
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        help_text=_("How many model drafts to offer per item (1–5), ranked by confidence."),
+    )
+    route_low_confidence_to_expert = models.BooleanField(
+        _("route unsure drafts to experts"),
+        default=False,
+        help_text=_("Items whose best draft is under the confidence threshold skip annotation (3 tiers)."),
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -124,6 +147,23 @@ class Item(models.Model):
     status = models.CharField(max_length=20, choices=ItemStatus.choices, default=ItemStatus.NEW)
     priority = models.IntegerField(default=0)
     version = models.PositiveIntegerField(default=1)  # optimistic lock: every write carries the version
+    current_revision = models.ForeignKey(
+        "annotation.Revision", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who submitted the answer now in review; a reject sends the item back to them as rework.
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    needs_expert = models.BooleanField(default=False)
+    low_confidence = models.BooleanField(default=False)
+    # The lease: who holds the item, in which stage, until when. Null holder = claimable.
+    leased_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lease_stage = models.CharField(max_length=20, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    status_before_lease = models.CharField(max_length=20, blank=True)  # restored on skip or expiry
+    approved_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -136,7 +176,48 @@ class Item(models.Model):
                 name="item_unique_external_id",
             ),
         ]
-        indexes = [models.Index(fields=["project", "status"], name="item_project_status")]
+        indexes = [
+            models.Index(fields=["project", "status"], name="item_project_status"),
+            # One partial index per work queue, on exactly its claimable condition, in claim order.
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                name="item_queue_annotate",
+                condition=models.Q(leased_by__isnull=True, status__in=["new", "drafted"]),
+            ),
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                name="item_queue_expert",
+                condition=models.Q(leased_by__isnull=True, status="submitted"),
+            ),
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                name="item_queue_domain",
+                condition=models.Q(leased_by__isnull=True, status="domain_review"),
+            ),
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("id"),
+                name="item_queue_spot_check",
+                condition=models.Q(leased_by__isnull=True, status="spot_check"),
+            ),
+            models.Index(
+                fields=["project", "annotator"],
+                name="item_queue_rework",
+                condition=models.Q(leased_by__isnull=True, status="rework"),
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="item_lease_expiry",
+                condition=models.Q(leased_by__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.input[:40]}"

@@ -40,3 +40,7 @@ class Command(BaseCommand):
             rows=[{"input": text, "external_id": f"demo-{n:03d}"} for n, text in enumerate(DEMO_PROMPTS, 1)],
         )
         self.stdout.write(f"Demo project '{project.name}' ready ({created} new items).")
+        # The demo's model (issue 6): the tiny model unless one is configured, deployed, drafting the items.
+        from training.demo import demo_model_ensure
+
+        demo_model_ensure(project=project, stdout=self.stdout)

@@ -1,0 +1,123 @@
+"""REST endpoints of the work queue: claim the next task, submit, skip, flag, renew, autosave, history."""
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors, workflow
+from .serializers_workflow import (
+    RATE_STAGE,
+    AutosaveSerializer,
+    ClaimSerializer,
+    FlagSerializer,
+    HistoryEntrySerializer,
+    ItemSerializer,
+    SubmitSerializer,
+    TaskSerializer,
+)
+
+
+def task_response(item, user) -> Response:
+    return Response(TaskSerializer(selectors.item_task(item=item, user=user)).data)
+
+
+class TaskNextApi(APIView):
+    @extend_schema(
+        request=ClaimSerializer,
+        responses={200: TaskSerializer, 204: OpenApiResponse(description="Nothing to do")},
+    )
+    def post(self, request, project_id: int):
+        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
+        serializer = ClaimSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        stage = serializer.validated_data["stage"]
+        if stage == RATE_STAGE:
+            from review.api_rating import rating_task_data
+            from review.rating import rating_claim_next
+
+            response = rating_claim_next(project=project, user=request.user)
+            if response is None:
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            return Response(rating_task_data(response=response, user=request.user))
+        item = workflow.item_claim_next(project=project, user=request.user, stage=stage)
+        if item is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return task_response(item, request.user)
+
+
+class ItemDetailApi(APIView):
+    @extend_schema(responses=TaskSerializer)
+    def get(self, request, item_id: int):
+        return task_response(selectors.item_get_for_user(user=request.user, item_id=item_id), request.user)
+
+
+class ItemSubmitApi(APIView):
+    @extend_schema(request=SubmitSerializer, responses=ItemSerializer)
+    def post(self, request, item_id: int):
+        serializer = SubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        item = workflow.item_submit(item_id=item_id, user=request.user, **serializer.validated_data)
+        return Response(ItemSerializer(item).data)
+
+
+class ItemSkipApi(APIView):
+    @extend_schema(request=None, responses=ItemSerializer)
+    def post(self, request, item_id: int):
+        return Response(ItemSerializer(workflow.item_release(item_id=item_id, user=request.user)).data)
+
+
+class ItemFlagApi(APIView):
+    @extend_schema(request=FlagSerializer, responses=ItemSerializer)
+    def post(self, request, item_id: int):
+        serializer = FlagSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        item = workflow.item_flag_needs_expert(
+            item_id=item_id, user=request.user, **serializer.validated_data
+        )
+        return Response(ItemSerializer(item).data)
+
+
+class ItemLeaseApi(APIView):
+    @extend_schema(request=None, responses=ItemSerializer)
+    def post(self, request, item_id: int):
+        return Response(ItemSerializer(workflow.item_lease_renew(item_id=item_id, user=request.user)).data)
+
+
+class ItemAutosaveApi(APIView):
+    @extend_schema(request=AutosaveSerializer, responses={204: None})
+    def post(self, request, item_id: int):
+        serializer = AutosaveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        workflow.autosave_store(item_id=item_id, user=request.user, **serializer.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ItemHistoryApi(APIView):
+    @extend_schema(responses=HistoryEntrySerializer(many=True))
+    def get(self, request, item_id: int):
+        item = selectors.item_get_for_user(user=request.user, item_id=item_id)
+        return Response(HistoryEntrySerializer(selectors.item_history(item=item), many=True).data)
+
+
+class ProjectItemsApi(GenericAPIView):
+    serializer_class = ItemSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, description="comma-separated statuses"),
+            OpenApiParameter("source", str, description="comma-separated sources"),
+            OpenApiParameter("search", str, description="text in the input, or an exact external id"),
+        ]
+    )
+    def get(self, request, project_id: int):
+        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
+        items = selectors.item_list(
+            project=project,
+            status=request.query_params.get("status", ""),
+            source=request.query_params.get("source", ""),
+            search=request.query_params.get("search", ""),
+        )
+        page = self.paginate_queryset(items)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)

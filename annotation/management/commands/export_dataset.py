@@ -1,0 +1,40 @@
+"""Write a project's reviewed samples and their dataset_info.json entry into a directory."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.dataio.exporters import EXPORT_FORMATS
+from annotation.exporting import export_to_dir
+from annotation.models import ItemStatus, Project
+from core.errors import ApplicationError
+
+
+class Command(BaseCommand):
+    help = (
+        "Export approved samples (or --status) as LLaMA-Factory alpaca/sharegpt/preference JSONL, OpenAI "
+        "messages JSONL, CSV or Parquet into --out, adding the entry to --out/dataset_info.json."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+        parser.add_argument("--out", required=True, type=Path, help="directory (created when missing)")
+        parser.add_argument("--status", default=ItemStatus.APPROVED, choices=ItemStatus.values)
+        parser.add_argument("--metadata", action="store_true", help="add ids, author and timestamps")
+
+    def handle(self, *args, **options):
+        try:
+            project = Project.objects.get(slug=options["project"])
+        except Project.DoesNotExist:
+            raise CommandError(f"no project with slug {options['project']!r}") from None
+        try:
+            result = export_to_dir(
+                project=project, fmt=options["format"], out=Path(options["out"]), status=options["status"],
+                metadata=options["metadata"],
+            )  # fmt: skip
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(self.style.SUCCESS(f"{result.records:,} records -> {result.path}"))
+        if result.dataset_info_path:
+            self.stdout.write(f"entry added to {result.dataset_info_path}")

@@ -1,0 +1,183 @@
+"""The workbench: one page per stage where people take tasks and act on them, and the item timeline.
+
+Every action calls the same services as the API. After an action the next task is claimed at
+once, so a person never has to press "next" between items.
+"""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from core.errors import ApplicationError, NotAllowed, NotFound
+from review.models import Decision
+from review.services import item_review
+
+from . import selectors, workflow
+from .models import Item, ItemStatus, Stage
+from .permissions import check_project_role
+
+
+def _project_or_404(request, project_id: int):
+    try:
+        return selectors.project_get_for_user(user=request.user, project_id=project_id)
+    except NotFound:
+        raise Http404 from None
+
+
+def _check_stage(request, project, stage: str) -> None:
+    if stage not in workflow.STAGES:
+        raise Http404
+    try:
+        check_project_role(user=request.user, project=project, roles=workflow.STAGES[stage].roles)
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+
+
+def _held(project, user, stage) -> Item | None:
+    return (
+        Item.objects.select_related("project", "current_revision__author")
+        .filter(project=project, leased_by=user, lease_stage=stage)
+        .order_by("pk")
+        .first()
+    )
+
+
+@login_required
+def workbench(request, project_id: int, stage: str):
+    """Show the task the user holds in this stage (claiming one on POST), or say the queue is empty."""
+    project = _project_or_404(request, project_id)
+    _check_stage(request, project, stage)
+    if request.method == "POST":
+        workflow.item_claim_next(project=project, user=request.user, stage=stage)
+        return redirect("workbench", project.pk, stage)
+    item = _held(project, request.user, stage)
+    context = {
+        "project": project,
+        "stage": stage,
+        "stage_label": Stage(stage).label,
+        "counts": selectors.project_state_counts(project_id=project.pk),
+        "task": selectors.item_task(item=item, user=request.user) if item else None,
+        "posted_text": request.session.pop("workbench_text", None),
+        "decisions": Decision,
+    }
+    if item is not None:
+        context["base_text"] = _base_text(context["task"], stage)
+    return render(request, "annotation/workbench.html", context)
+
+
+def _base_text(task: dict, stage: str) -> str:
+    """What the editor starts from: autosaved work, else the answer so far (rework and review),
+    else the best draft."""
+    if task["autosave"] is not None:
+        return task["autosave"].text
+    if task["revision"] is not None:
+        return task["revision"].text
+    return task["drafts"][0].text if task["drafts"] else ""
+
+
+@login_required
+@require_POST
+def workbench_act(request, item_id: int):
+    """Submit, skip, flag, approve, edit or reject the held item; then on to the next task."""
+    try:
+        item = selectors.item_get_for_user(user=request.user, item_id=item_id)
+    except NotFound:
+        raise Http404 from None
+    stage = item.lease_stage or request.POST.get("stage", "")
+    action = request.POST.get("action", "")
+    text = request.POST.get("text", "")
+    version = int(request.POST["version"]) if request.POST.get("version", "").isdigit() else None
+    draft_id = int(request.POST["draft_id"]) if request.POST.get("draft_id", "").isdigit() else None
+    try:
+        if action == "submit":
+            workflow.item_submit(
+                item_id=item.pk, user=request.user, text=text, version=version, draft_id=draft_id
+            )
+            messages.success(request, _("Submitted. Here is the next task."))
+        elif action == "skip":
+            workflow.item_release(item_id=item.pk, user=request.user)
+            messages.info(request, _("Skipped."))
+        elif action == "flag":
+            workflow.item_flag_needs_expert(
+                item_id=item.pk, user=request.user, version=version, comment=request.POST.get("comment", "")
+            )
+            messages.info(request, _("Sent to the experts."))
+        elif action in Decision.values:
+            item_review(
+                item_id=item.pk,
+                user=request.user,
+                decision=action,
+                version=version,
+                text=text,
+                comment=request.POST.get("comment", ""),
+            )
+            messages.success(request, _("Saved. Here is the next task."))
+        else:
+            raise ApplicationError(_("Unknown action."))
+    except ApplicationError as exc:
+        # Nothing was written: show why and keep what the person typed.
+        messages.error(request, exc.message)
+        request.session["workbench_text"] = text
+        return redirect("workbench", item.project_id, stage)
+    if stage and action != "skip":
+        workflow.item_claim_next(project=item.project, user=request.user, stage=stage)
+    return redirect("workbench", item.project_id, stage)
+
+
+@login_required
+def item_detail(request, item_id: int):
+    try:
+        item = selectors.item_get_for_user(user=request.user, item_id=item_id)
+    except NotFound:
+        raise Http404 from None
+    return render(
+        request,
+        "annotation/item_detail.html",
+        {
+            "project": item.project,
+            "item": item,
+            "timeline": selectors.item_history(item=item),
+            "drafts": item.drafts.order_by("rank"),
+        },
+    )
+
+
+@login_required
+def dashboard(request, project_id: int):
+    from . import dashboard as figures
+    from .models import Role
+
+    project = _project_or_404(request, project_id)
+    try:
+        check_project_role(
+            user=request.user, project=project, roles={Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER}
+        )
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+    edits = figures.draft_edit_distances(project=project)
+    buckets = [0] * 5  # share of the draft changed: 0, ≤10 %, ≤25 %, ≤50 %, more
+    for r in edits.pop("relative"):
+        buckets[0 if r == 0 else 1 if r <= 0.1 else 2 if r <= 0.25 else 3 if r <= 0.5 else 4] += 1
+    charts = {
+        "states": selectors.project_state_counts(project_id=project.pk),
+        "throughput": figures.throughput_per_day(project=project),
+        "edit_buckets": buckets,
+    }
+    return render(
+        request,
+        "annotation/dashboard.html",
+        {
+            "project": project,
+            "charts": charts,
+            "annotators": figures.annotator_quality(project=project),
+            "median_seconds": figures.median_task_seconds(project=project),
+            "edits": edits,
+            "state_labels_json": json.dumps({k: str(v) for k, v in ItemStatus.choices}, ensure_ascii=False),
+        },
+    )

@@ -1,0 +1,425 @@
+"""The item workflow: claiming work, skipping, submitting, flagging, lease expiry.
+
+One service per transition. Each locks the item row (FOR NO KEY UPDATE), re-checks its guard under
+the lock, writes, bumps the version and appends the audit event, in one transaction. Review
+decisions (approve / edit / reject) live in review.services and use the same helpers.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from core.errors import ApplicationError, Conflict, NotAllowed, NotFound
+
+from .models import AuditEvent, Autosave, Draft, Item, ItemStatus, Project, Revision, Role, Skip, Stage
+from .permissions import check_project_role
+from .services import audit_record
+
+
+@dataclass(frozen=True)
+class StageRule:
+    roles: frozenset[str]
+    claimable: tuple[str, ...]  # statuses waiting in this queue
+    held_status: str | None  # the status while someone holds it; None keeps the status
+
+
+STAGES: dict[str, StageRule] = {
+    Stage.ANNOTATE: StageRule(
+        frozenset({Role.ANNOTATOR}), (ItemStatus.NEW, ItemStatus.DRAFTED), ItemStatus.ANNOTATING
+    ),
+    Stage.EXPERT: StageRule(frozenset({Role.EXPERT}), (ItemStatus.SUBMITTED,), ItemStatus.EXPERT_REVIEW),
+    Stage.DOMAIN: StageRule(frozenset({Role.DOMAIN_REVIEWER}), (ItemStatus.DOMAIN_REVIEW,), None),
+    Stage.SPOT_CHECK: StageRule(frozenset({Role.DOMAIN_REVIEWER}), (ItemStatus.SPOT_CHECK,), None),
+}
+
+
+def lease_duration() -> timedelta:
+    return timedelta(minutes=settings.HANDOVER_LEASE_MINUTES)
+
+
+# --- helpers shared by every transition ---------------------------------------------------------------
+
+
+def item_lock(item_id: int) -> Item:
+    """The item row, locked until the transaction ends. Call inside transaction.atomic()."""
+    try:
+        return Item.objects.select_for_update(no_key=True).select_related("project").get(pk=item_id)
+    except Item.DoesNotExist:
+        raise NotFound("Item not found.") from None
+
+
+def check_item_member(*, user: AbstractBaseUser, item: Item) -> None:
+    """Non-members get 404, as if the item did not exist."""
+    from .selectors import project_visible_to
+
+    if not project_visible_to(user=user, project_id=item.project_id):
+        raise NotFound("Item not found.")
+
+
+def check_version(item: Item, version: int | None) -> None:
+    """A write based on an older version is refused, saying who changed the item since."""
+    if version is None:
+        raise ApplicationError(
+            "version: this field is required.", details={"version": ["This field is required."]}
+        )
+    if version == item.version:
+        return
+    last = (
+        AuditEvent.objects.filter(target_type="item", target_id=str(item.pk))
+        .select_related("actor")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    who = last.actor.username if last and last.actor else "the system"
+    when = f" at {timezone.localtime(last.created_at):%Y-%m-%d %H:%M:%S}" if last else ""
+    raise Conflict(
+        f"Item #{item.pk} was changed by {who}{when} (now version {item.version}, you sent {version}). "
+        "Reload it; your text was not saved over theirs.",
+        code="stale_version",
+        details={"current_version": item.version, "your_version": version, "changed_by": who},
+    )
+
+
+def check_lease_holder(*, user: AbstractBaseUser, item: Item, stages: set[str]) -> None:
+    if item.leased_by_id != user.pk or item.lease_stage not in stages:
+        raise Conflict(
+            f"You do not hold item #{item.pk} for this step; take it from the queue first.", code="not_leased"
+        )
+
+
+def check_not_author(*, user: AbstractBaseUser, item: Item) -> None:
+    if Revision.objects.filter(item=item, author=user).exists():
+        raise NotAllowed("You wrote a revision of this item; someone else must review it.", code="own_work")
+
+
+def item_write(
+    item: Item,
+    *,
+    actor: AbstractBaseUser | None,
+    action: str,
+    to_status: str | None = None,
+    data: dict | None = None,
+    **fields,
+) -> Item:
+    """Apply a transition to a locked item: fields, status, version, audit, live counts on commit."""
+    from_status = item.status
+    if to_status is not None:
+        item.status = to_status
+    for name, value in fields.items():
+        setattr(item, name, value)
+    item.version += 1
+    item.save(update_fields=["status", "version", "updated_at", *fields])
+    audit_record(
+        actor=actor,
+        action=action,
+        target=item,
+        project=item.project,
+        from_state=from_status,
+        to_state=item.status,
+        data=data,
+    )
+    if item.status != from_status:
+        project_counts_changed(item.project_id)
+    return item
+
+
+def lease_cleared() -> dict:
+    return {"leased_by": None, "lease_stage": "", "lease_expires_at": None, "status_before_lease": ""}
+
+
+def project_counts_changed(project_id: int) -> None:
+    """Schedule one state-counts broadcast per project per second, however many transitions happen."""
+
+    def send():
+        if cache.add(f"counts-broadcast:{project_id}", 1, timeout=1):
+            from .tasks import project_state_counts_broadcast
+
+            project_state_counts_broadcast.apply_async((project_id,), countdown=1)
+
+    transaction.on_commit(send)
+
+
+# --- claiming ----------------------------------------------------------------------------------------
+
+
+def _claimable(*, project: Project, user: AbstractBaseUser, stage: str) -> QuerySet[Item]:
+    rule = STAGES[stage]
+    queue = Item.objects.select_for_update(skip_locked=True, no_key=True).filter(
+        project=project, leased_by__isnull=True, status__in=rule.claimable
+    )
+    # What the user skipped is left for others.
+    queue = queue.exclude(Exists(Skip.objects.filter(item=OuterRef("pk"), user=user)))
+    if stage != Stage.ANNOTATE:
+        # Nobody reviews an item they wrote any revision of, at any tier.
+        queue = queue.exclude(Exists(Revision.objects.filter(item=OuterRef("pk"), author=user)))
+    return queue.order_by("-priority", "pk")
+
+
+def item_claim_next(*, project: Project, user: AbstractBaseUser, stage: str) -> Item | None:
+    """Lease the next item of `stage` to the user, or None when the queue is empty.
+
+    Someone who already holds an item in this stage gets it back (lease renewed), so pressing
+    "next" twice never hoards items. Annotators get their own rework before new work; within a
+    queue, higher priority first (hand-overs from `ask`), then oldest. On PostgreSQL concurrent
+    claims skip each other's locked rows (SKIP LOCKED), so no item is leased twice.
+    """
+    if stage not in STAGES:
+        raise ApplicationError(
+            f"stage: unknown stage '{stage}'; one of: {', '.join(STAGES)}.", details={"stage": [stage]}
+        )
+    rule = STAGES[stage]
+    check_project_role(user=user, project=project, roles=rule.roles)
+    now = timezone.now()
+    with transaction.atomic():
+        held = (
+            Item.objects.select_for_update(no_key=True)
+            .filter(project=project, leased_by=user, lease_stage=stage)
+            .order_by("pk")
+            .first()
+        )
+        if held is not None:
+            held.lease_expires_at = now + lease_duration()
+            held.save(update_fields=["lease_expires_at", "updated_at"])
+            return held
+        item = None
+        if stage == Stage.ANNOTATE:
+            item = (
+                Item.objects.select_for_update(skip_locked=True, no_key=True)
+                .filter(project=project, leased_by__isnull=True, status=ItemStatus.REWORK, annotator=user)
+                .order_by("-priority", "pk")
+                .first()
+            )
+        if item is None:
+            item = _claimable(project=project, user=user, stage=stage).first()
+        if item is None:
+            return None
+        item.project = project
+        return item_write(
+            item,
+            actor=user,
+            action="item.claim",
+            to_status=rule.held_status or item.status,
+            data={"stage": stage},
+            leased_by=user,
+            lease_stage=stage,
+            lease_expires_at=now + lease_duration(),
+            status_before_lease=item.status,
+        )
+
+
+def item_lease_renew(*, item_id: int, user: AbstractBaseUser) -> Item:
+    """Extend the holder's lease while they work (the page calls this periodically)."""
+    with transaction.atomic():
+        item = item_lock(item_id)
+        check_item_member(user=user, item=item)
+        check_lease_holder(user=user, item=item, stages=set(STAGES))
+        item.lease_expires_at = timezone.now() + lease_duration()
+        item.save(update_fields=["lease_expires_at", "updated_at"])
+        return item
+
+
+def item_release(*, item_id: int, user: AbstractBaseUser) -> Item:
+    """Skip: give the item back to its queue as it was before the claim; it is not offered to this
+    person again (their own rework excepted: that stays theirs)."""
+    with transaction.atomic():
+        item = item_lock(item_id)
+        check_item_member(user=user, item=item)
+        check_lease_holder(user=user, item=item, stages=set(STAGES))
+        Autosave.objects.filter(item=item, user=user).delete()
+        Skip.objects.get_or_create(item=item, user=user)
+        return item_write(
+            item,
+            actor=user,
+            action="item.skip",
+            to_status=item.status_before_lease or item.status,
+            data={"stage": item.lease_stage},
+            **lease_cleared(),
+        )
+
+
+def leases_expire(*, now: datetime | None = None) -> int:
+    """Return every item whose lease has run out to its queue; beat runs this every minute."""
+    now = now or timezone.now()
+    expired = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                Item.objects.select_for_update(skip_locked=True, no_key=True)
+                .select_related("project")
+                .filter(leased_by__isnull=False, lease_expires_at__lt=now)
+                .order_by("pk")[:500]
+            )
+            for item in batch:
+                item_write(
+                    item,
+                    actor=None,
+                    action="item.lease_expired",
+                    to_status=item.status_before_lease or item.status,
+                    data={"stage": item.lease_stage, "held_by": item.leased_by_id},
+                    **lease_cleared(),
+                )
+        expired += len(batch)
+        if len(batch) < 500:
+            return expired
+
+
+# --- the annotator's transitions ----------------------------------------------------------------------
+
+
+def revision_create(
+    *, item: Item, author: AbstractBaseUser, stage: str, text: str, draft: Draft | None
+) -> Revision:
+    """A person's text for the item, on top of its current revision; flagged when it holds one of the
+    project's compliance phrases. Call inside the transition's transaction."""
+    from .importing import compliance_flag_revision
+
+    revision = Revision.objects.create(
+        item=item, author=author, stage=stage, text=text, parent=item.current_revision, draft=draft
+    )
+    compliance_flag_revision(revision=revision)
+    return revision
+
+
+def status_after_annotation(project: Project) -> str:
+    """Where a submitted answer goes: expert review (3 tiers), final review (2), or approved (1)."""
+    return {3: ItemStatus.SUBMITTED, 2: ItemStatus.DOMAIN_REVIEW}.get(
+        project.review_tiers, ItemStatus.APPROVED
+    )
+
+
+def _draft_of(item: Item, draft_id: int | None) -> Draft | None:
+    if draft_id is None:
+        return None
+    draft = Draft.objects.filter(item=item, pk=draft_id).first()
+    if draft is None:
+        raise ApplicationError(
+            f"draft_id: draft {draft_id} is not a draft of this item.", details={"draft_id": [draft_id]}
+        )
+    return draft
+
+
+def item_submit(
+    *, item_id: int, user: AbstractBaseUser, text: str, version: int | None, draft_id: int | None = None
+) -> Item:
+    """The annotator's answer: a new revision, then on to the next tier (or approved with one tier)."""
+    with transaction.atomic():
+        item = item_lock(item_id)
+        check_item_member(user=user, item=item)
+        check_version(item, version)
+        check_lease_holder(user=user, item=item, stages={Stage.ANNOTATE})
+        text = (text or "").strip()
+        if not text:
+            raise ApplicationError(
+                "text: the answer must not be empty.", details={"text": ["This field may not be blank."]}
+            )
+        parent = item.current_revision
+        revision = revision_create(
+            item=item,
+            author=user,
+            stage=Stage.ANNOTATE,
+            text=text,
+            # A resubmission keeps the draft its lineage started from, unless another is chosen.
+            draft=_draft_of(item, draft_id) or (parent.draft if parent else None),
+        )
+        Autosave.objects.filter(item=item, user=user).delete()
+        to_status = status_after_annotation(item.project)
+        item = item_write(
+            item,
+            actor=user,
+            action="item.submit",
+            to_status=to_status,
+            data={"revision": revision.pk},
+            current_revision=revision,
+            annotator=user,
+            needs_expert=False,
+            approved_at=timezone.now() if to_status == ItemStatus.APPROVED else None,
+            **lease_cleared(),
+        )
+        return item
+
+
+def item_flag_needs_expert(
+    *, item_id: int, user: AbstractBaseUser, version: int | None, comment: str = ""
+) -> Item:
+    """The annotator cannot answer: the item goes to the expert queue, flagged, with their note."""
+    with transaction.atomic():
+        item = item_lock(item_id)
+        check_item_member(user=user, item=item)
+        check_version(item, version)
+        check_lease_holder(user=user, item=item, stages={Stage.ANNOTATE})
+        Autosave.objects.filter(item=item, user=user).delete()
+        return item_write(
+            item,
+            actor=user,
+            action="item.flag_needs_expert",
+            to_status=ItemStatus.SUBMITTED,
+            data={"comment": comment.strip()},
+            needs_expert=True,
+            annotator=user,
+            **lease_cleared(),
+        )
+
+
+def autosave_store(
+    *, item_id: int, user: AbstractBaseUser, text: str, draft_id: int | None = None
+) -> Autosave:
+    """Keep the holder's unsubmitted text; it does not change the item, so no version is needed."""
+    with transaction.atomic():
+        item = item_lock(item_id)
+        check_item_member(user=user, item=item)
+        check_lease_holder(user=user, item=item, stages=set(STAGES))
+        autosave, _ = Autosave.objects.update_or_create(
+            item=item, user=user, defaults={"text": text, "draft": _draft_of(item, draft_id)}
+        )
+        return autosave
+
+
+# --- model drafts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DraftCandidate:
+    text: str
+    confidence: float
+
+
+def item_drafts_store(
+    *, item_id: int, model_version_id: int | None, candidates: list[DraftCandidate]
+) -> Item | None:
+    """Store a model's candidates (best first) for an item waiting for annotation: new → drafted.
+
+    Idempotent: an item that already has drafts, or has moved on, is left alone (returns None).
+    A best draft under the project's confidence threshold marks the item low-confidence.
+    """
+    if not candidates:
+        raise ApplicationError("candidates: at least one draft is needed.")
+    with transaction.atomic():
+        item = item_lock(item_id)
+        if item.status != ItemStatus.NEW or item.drafts.exists():
+            return None
+        ranked = sorted(candidates, key=lambda c: -c.confidence)
+        Draft.objects.bulk_create(
+            Draft(
+                item=item, model_version_id=model_version_id, text=c.text, confidence=c.confidence, rank=rank
+            )
+            for rank, c in enumerate(ranked)
+        )
+        low = ranked[0].confidence < item.project.confidence_threshold
+        return item_write(
+            item,
+            actor=None,
+            action="item.drafted",
+            to_status=ItemStatus.DRAFTED,
+            data={
+                "model_version": model_version_id,
+                "confidence": ranked[0].confidence,
+                "candidates": len(ranked),
+            },
+            low_confidence=low,
+        )

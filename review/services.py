@@ -1,0 +1,163 @@
+"""Review decisions: approve, edit-and-approve, reject, at the expert, domain and spot-check tiers."""
+
+import random
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Item, ItemStatus, Project, Stage
+from annotation.workflow import (
+    check_item_member,
+    check_lease_holder,
+    check_not_author,
+    check_version,
+    item_lock,
+    item_write,
+    lease_cleared,
+    revision_create,
+)
+from core.errors import ApplicationError, Conflict
+
+from .models import Decision, ReviewDecision
+
+REVIEW_STAGES = {Stage.EXPERT, Stage.DOMAIN, Stage.SPOT_CHECK}
+
+
+def status_after_review(*, item: Item, stage: str) -> str:
+    """An expert passes work on to final review (or approves it in a one-tier project); the final
+    review and a passed spot check approve it."""
+    if stage == Stage.EXPERT and item.project.review_tiers >= 2:
+        return ItemStatus.DOMAIN_REVIEW
+    return ItemStatus.APPROVED
+
+
+def item_review(
+    *,
+    item_id: int,
+    user: AbstractBaseUser,
+    decision: str,
+    version: int | None,
+    text: str = "",
+    comment: str = "",
+) -> Item:
+    """Record the reviewer's decision on the item they hold and move it on.
+
+    approve: the current revision goes to the next tier (or is approved);
+    edit: the reviewer's text becomes a new revision, then as approve;
+    reject: needs a comment; back to the annotator as rework.
+    Nobody decides on an item they wrote any revision of.
+    """
+    if decision not in Decision.values:
+        raise ApplicationError(
+            f"decision: '{decision}' is not one of {', '.join(Decision.values)}.",
+            details={"decision": [decision]},
+        )
+    with transaction.atomic():
+        item = item_lock(item_id)
+        check_item_member(user=user, item=item)
+        check_version(item, version)
+        check_lease_holder(user=user, item=item, stages=REVIEW_STAGES)
+        check_not_author(user=user, item=item)
+        stage, current = item.lease_stage, item.current_revision
+
+        if decision == Decision.REJECT:
+            comment = comment.strip()
+            if not comment:
+                raise ApplicationError(
+                    "comment: a rejection needs a comment for the annotator.",
+                    details={"comment": ["This field is required when rejecting."]},
+                )
+            if current is None:
+                raise Conflict(
+                    "There is no answer to reject yet; write one with 'edit'.", code="nothing_to_review"
+                )
+            ReviewDecision.objects.create(
+                item=item, revision=current, stage=stage, reviewer=user, decision=decision, comment=comment
+            )
+            return item_write(
+                item,
+                actor=user,
+                action="item.reject",
+                to_status=ItemStatus.REWORK,
+                data={"stage": stage, "comment": comment, "revision": current.pk},
+                approved_at=None,
+                **lease_cleared(),
+            )
+
+        edited = None
+        if decision == Decision.EDIT:
+            text = (text or "").strip()
+            if not text:
+                raise ApplicationError(
+                    "text: an edit needs the new text.", details={"text": ["This field is required."]}
+                )
+            edited = revision_create(
+                item=item, author=user, stage=stage, text=text, draft=current.draft if current else None
+            )
+        elif current is None:
+            raise Conflict(
+                "There is no answer to approve yet; write one with 'edit'.", code="nothing_to_review"
+            )
+
+        ReviewDecision.objects.create(
+            item=item,
+            revision=current or edited,
+            stage=stage,
+            reviewer=user,
+            decision=decision,
+            comment=comment.strip(),
+            edited_revision=edited,
+        )
+        to_status = status_after_review(item=item, stage=stage)
+        return item_write(
+            item,
+            actor=user,
+            action=f"item.{decision}",
+            to_status=to_status,
+            data={"stage": stage, "revision": (edited or current).pk},
+            current_revision=edited or current,
+            needs_expert=False,
+            approved_at=timezone.now() if to_status == ItemStatus.APPROVED else None,
+            **lease_cleared(),
+        )
+
+
+def spot_check_pick(item_ids: list[int], *, rate: float, rng: random.Random) -> list[int]:
+    """A simple random sample of round(rate × n) ids (at least one when rate > 0 and n > 0)."""
+    if rate <= 0 or not item_ids:
+        return []
+    k = min(len(item_ids), max(1, round(rate * len(item_ids))))
+    return sorted(rng.sample(item_ids, k))
+
+
+def spot_checks_sample(
+    *, project: Project, now: datetime | None = None, rng: random.Random | None = None
+) -> int:
+    """Send the project's spot-check rate of the items approved in the last day to re-review.
+
+    Each approved item is considered once: items already spot-checked are not sampled again.
+    """
+    now = now or timezone.now()
+    candidates = list(
+        Item.objects.filter(
+            project=project,
+            status=ItemStatus.APPROVED,
+            leased_by__isnull=True,
+            approved_at__gte=now - timedelta(days=1),
+            approved_at__lt=now,
+        )
+        .exclude(decisions__stage=Stage.SPOT_CHECK)
+        .values_list("pk", flat=True)
+    )
+    picked = spot_check_pick(candidates, rate=project.spot_check_rate, rng=rng or random.Random())
+    moved = 0
+    for item_id in picked:
+        with transaction.atomic():
+            item = item_lock(item_id)
+            if item.status != ItemStatus.APPROVED or item.leased_by_id:
+                continue
+            item_write(item, actor=None, action="item.spot_check", to_status=ItemStatus.SPOT_CHECK)
+            moved += 1
+    return moved

@@ -1,0 +1,149 @@
+"""Browser pages of rubric scoring: the rating page (htmx) and the agreement dashboard."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import get_language
+from django.views.decorators.http import require_POST
+from rest_framework.exceptions import ValidationError as DrfValidationError
+
+from annotation.models import Role
+from annotation.permissions import check_project_role
+from annotation.selectors import project_get_for_user
+from core.errors import ApplicationError, NotAllowed, NotFound
+
+from . import rating, rating_selectors
+from .api_rating import report_query
+from .models import RatingAssignment, ResponseOrigin
+
+
+def _project(request, project_id: int, roles):
+    try:
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        check_project_role(user=request.user, project=project, roles=roles)
+    except NotFound:
+        raise Http404 from None
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+    return project
+
+
+def _dimensions_for_page(rubric) -> list[dict]:
+    chinese = (get_language() or "").startswith("zh")
+    return [
+        {
+            "key": d.key,
+            "label": (d.label_zh if chinese and d.label_zh else d.label),
+            "description": d.description,
+            "weight": d.weight,
+            "scale_min": d.scale_min,
+            "scale_max": d.scale_max,
+            "values": list(range(d.scale_min, d.scale_max + 1)),
+            "level": d.level,
+        }
+        for d in rubric.dimensions.all()
+    ]
+
+
+def _task_context(request, project, response, error: str = "", scores: dict | None = None) -> dict:
+    rubric = rating.rubric_current(project=project)
+    context = {"project": project, "response": None, "error": error, "scores": scores or {}}
+    if response is not None:
+        view = rating_selectors.response_view(response=response, user=request.user)
+        lease = RatingAssignment.objects.filter(response=response, rater=request.user).first()
+        context.update(
+            response=view,
+            dimensions=_dimensions_for_page(rubric),
+            rubric_version=rubric.version,
+            lease_expires_at=lease.expires_at if lease else None,
+            origin_label=ResponseOrigin(view["origin"]).label if view.get("origin") else "",
+        )
+    return context
+
+
+@login_required
+def rate(request, project_id: int):
+    project = _project(request, project_id, rating.RATER_ROLES)
+    response = rating.rating_claim_next(project=project, user=request.user)
+    return render(request, "review/rate.html", _task_context(request, project, response))
+
+
+@login_required
+@require_POST
+def rate_submit(request, project_id: int, response_id: int):
+    project = _project(request, project_id, rating.RATER_ROLES)
+    scores = {}
+    for name, value in request.POST.items():
+        if name.startswith("score_") and value != "":
+            try:
+                number = float(value)
+            except ValueError:
+                number = value
+            scores[name.removeprefix("score_")] = (
+                int(number) if isinstance(number, float) and number.is_integer() else number
+            )
+    try:
+        rating.rating_submit(response_id=response_id, rater=request.user, scores=scores)
+    except NotFound:
+        raise Http404 from None
+    except ApplicationError as exc:
+        response = rating_selectors.response_get_for_user(user=request.user, response_id=response_id)
+        context = _task_context(request, project, response, error=exc.message, scores=scores)
+        return render(request, "review/_rate_task.html" if request.htmx else "review/rate.html", context)
+    if not request.htmx:
+        return redirect("review-rate", project.pk)
+    response = rating.rating_claim_next(project=project, user=request.user)
+    context = _task_context(request, project, response)
+    context["just_rated"] = True
+    return render(request, "review/_rate_task.html", context)
+
+
+@login_required
+def agreement(request, project_id: int):
+    project = _project(request, project_id, {Role.ADMIN})
+    error, report, groups = "", None, []
+    params = request.GET.dict()
+    try:
+        filters, data = report_query(params, project)
+        report = rating_selectors.agreement_report(
+            project=project, filters=filters, bootstrap=data["bootstrap"]
+        )
+        groups = rating_selectors.score_comparison(project=project, filters=filters, by="model")
+    except ApplicationError as exc:
+        error = exc.message
+    except DrfValidationError as exc:
+        error = "; ".join(f"{key}: {' '.join(map(str, value))}" for key, value in exc.detail.items())
+    chinese = (get_language() or "").startswith("zh")
+    if report:
+        for d in report["dimensions"]:
+            d["display_label"] = d["label_zh"] if chinese and d["label_zh"] else d["label"]
+    heatmaps = []
+    if report:
+        for d in report["dimensions"]:
+            raters = report["raters"]
+            cells = {(k["rater_a"], k["rater_b"]): k for k in d["pairwise_kappa"]}
+            rows = []
+            for a in raters:
+                row = []
+                for b in raters:
+                    k = cells.get((a, b)) or cells.get((b, a))
+                    row.append(
+                        {"self": a == b, "kappa": k["kappa"] if k else None, "n": k["n_common"] if k else 0}
+                    )
+                rows.append({"rater": a, "cells": row})
+            heatmaps.append({"key": d["key"], "label": d["display_label"], "raters": raters, "rows": rows})
+    return render(
+        request,
+        "review/agreement.html",
+        {
+            "project": project,
+            "report": report,
+            "groups": groups,
+            "heatmaps": heatmaps,
+            "error": error,
+            "params": params,
+            "origins": ResponseOrigin.choices,
+            "chart_data": {"report": report, "groups": groups},
+        },
+    )

@@ -1,0 +1,113 @@
+"""REST endpoints of the model side: the registry, `ask` and hand-over tickets."""
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+
+from annotation.selectors import project_get_for_user
+
+from . import selectors, services
+from .serializers import (
+    AskResponseSerializer,
+    AskSerializer,
+    ModelVersionCreateSerializer,
+    ModelVersionSerializer,
+    TicketSerializer,
+)
+
+
+class AskRateThrottle(UserRateThrottle):
+    """Per authenticated user (so per token); the rate is read at each request from settings."""
+
+    scope = "ask"
+
+    def get_rate(self):
+        return settings.HANDOVER_ASK_RATE
+
+
+class AskApi(GenericAPIView):
+    """Who may ask: any member of the project (any role) and staff; an application uses a member's token.
+
+    Others get 404 (the project's existence does not leak), anonymous callers 401.
+    """
+
+    serializer_class = AskSerializer
+    throttle_classes = [AskRateThrottle]
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if isinstance(exc, services.ModelUnavailable):
+            response["Retry-After"] = str(services.ask_retry_after())
+        return response
+
+    @extend_schema(request=AskSerializer, responses={200: AskResponseSerializer})
+    def post(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        question = serializer.validated_data["question"]
+        result = services.ask_answer(project=project, actor=request.user, question=question)
+        body = {
+            "answer": result.answer,
+            "confidence": result.confidence,
+            "model_version": result.model_version,
+            "handed_over": result.handed_over,
+        }
+        if result.ticket is not None:
+            body["ticket"] = result.ticket.pk
+        return Response(body)
+
+
+class TicketDetailApi(GenericAPIView):
+    serializer_class = TicketSerializer
+
+    def get(self, request, ticket_id: int):
+        ticket = selectors.ticket_get_for_user(user=request.user, ticket_id=ticket_id)
+        return Response(self.get_serializer(ticket).data)
+
+
+class ModelVersionListCreateApi(GenericAPIView):
+    serializer_class = ModelVersionSerializer
+
+    def get(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        page = self.paginate_queryset(selectors.model_versions_of(project_id=project.pk))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(request=ModelVersionCreateSerializer, responses={201: ModelVersionSerializer})
+    def post(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        serializer = ModelVersionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        version = services.model_version_register(project=project, actor=request.user, **data)
+        return Response(self.get_serializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class ModelVersionPromoteApi(GenericAPIView):
+    """Deploy this version (project admins); the one deployed before is retired."""
+
+    serializer_class = ModelVersionSerializer
+
+    @extend_schema(request=None)
+    def post(self, request, version_id: int):
+        version = selectors.model_version_get_for_user(user=request.user, version_id=version_id)
+        version = services.model_version_deploy(version_id=version.pk, actor=request.user)
+        return Response(self.get_serializer(version).data)
+
+
+class ModelVersionRollbackApi(GenericAPIView):
+    """Deploy this earlier version again (project admins)."""
+
+    serializer_class = ModelVersionSerializer
+
+    @extend_schema(request=None)
+    def post(self, request, version_id: int):
+        version = selectors.model_version_get_for_user(user=request.user, version_id=version_id)
+        version = services.model_version_rollback(
+            project=version.project, actor=request.user, to_version_id=version.pk
+        )
+        return Response(self.get_serializer(version).data)

@@ -1,0 +1,42 @@
+"""Celery tasks of the model side, all on the `gpu` queue; each fetches by id and calls a service."""
+
+from celery import shared_task
+
+from core.realtime import project_event_send
+
+from . import model_cache, services
+from .models import ModelVersion
+
+
+@shared_task
+def project_drafts_generate(project_id: int) -> dict:
+    """Draft one chunk of the project's undrafted items, report progress, and send itself for the rest.
+
+    One chunk per task keeps the gpu queue fair: an `ask` waits for at most one chunk, not a whole import.
+    """
+    progress = services.drafts_generate_next(project_id=project_id)
+    if progress.model_version is None:
+        return {"drafted": 0, "remaining": progress.remaining}
+    payload = {"drafted": progress.drafted, "remaining": progress.remaining}
+    project_event_send(project_id, "drafting", {**payload, "model_version": progress.model_version})
+    if progress.remaining and progress.drafted:
+        project_drafts_generate.delay(project_id)
+    return payload
+
+
+@shared_task
+def ask_generate(model_version_id: int, question: str) -> dict:
+    """The candidates (best first) of one version for one question; the web process applies the threshold."""
+    version = ModelVersion.objects.select_related("project").get(pk=model_version_id)
+    prompt = services.item_prompt(version.project, input=question)
+    candidates = services.generate(version, [prompt])[0]
+    return {
+        "model_version": version.pk,
+        "candidates": [{"text": c.text, "confidence": c.confidence} for c in candidates],
+    }
+
+
+@shared_task
+def model_cache_info() -> dict:
+    """What the worker that runs this holds in memory: base models (by object identity) and adapters."""
+    return model_cache.cache_info()
