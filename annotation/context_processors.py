@@ -16,6 +16,7 @@ PROJECT_MENU = [
     (_("Dashboard"), "project-dashboard", {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER}),
     (_("Members"), "project-members", {Role.ADMIN}),
     (_("Models"), "project-models", {Role.ANNOTATOR, Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
+    (_("Training"), "training-runs", {Role.ADMIN}),
     (_("Import"), "dataio-imports", {Role.ADMIN}),
     (_("Export"), "dataio-export", {Role.ADMIN}),
     (_("Rate"), "review-rate", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),

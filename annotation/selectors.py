@@ -21,15 +21,30 @@ def project_visible_to(*, user: AbstractBaseUser, project_id: int) -> bool:
 
 
 def project_get_for_user(*, user: AbstractBaseUser, project_id: int) -> Project:
-    """The project, or NotFound when it does not exist or the user may not see it (no existence leak)."""
-    try:
-        return project_list_for_user(user=user).get(pk=project_id)
-    except Project.DoesNotExist:
-        raise NotFound("Project not found.") from None
+    """The project, or NotFound when it does not exist or the user may not see it (no existence leak).
+
+    The user's roles come with it in the same query and are remembered on the instance, so the
+    permission checks that follow in the request ask the database nothing more.
+    """
+    memberships = list(Membership.objects.filter(project_id=project_id, user=user).select_related("project"))
+    if memberships:
+        project = memberships[0].project
+    elif user.is_staff:
+        project = Project.objects.filter(pk=project_id).first()
+    else:
+        project = None
+    if project is None:
+        raise NotFound("Project not found.")
+    roles = {m.role for m in memberships} | ({Role.ADMIN} if user.is_staff else set())
+    project._roles_of = (user.pk, frozenset(roles))
+    return project
 
 
 def user_roles(*, user: AbstractBaseUser, project: Project) -> set[str]:
     """The user's roles in the project; staff act as the project's admin as well."""
+    remembered = getattr(project, "_roles_of", None)
+    if remembered is not None and remembered[0] == user.pk:
+        return set(remembered[1])
     roles = set(Membership.objects.filter(project=project, user=user).values_list("role", flat=True))
     if user.is_staff:
         roles.add(Role.ADMIN)
@@ -86,7 +101,10 @@ def item_last_rejection(*, item: Item):
     """The reject decision that sent the item back, while it is back with its annotator."""
     from review.models import Decision, ReviewDecision
 
-    if item.status not in {ItemStatus.REWORK, ItemStatus.ANNOTATING}:
+    came_back = item.status == ItemStatus.REWORK or (
+        item.status == ItemStatus.ANNOTATING and item.status_before_lease == ItemStatus.REWORK
+    )
+    if not came_back:
         return None
     last = (
         ReviewDecision.objects.filter(item=item)

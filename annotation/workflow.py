@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict, NotAllowed, NotFound
@@ -86,6 +86,24 @@ def check_version(item: Item, version: int | None) -> None:
     )
 
 
+def item_lock_held(
+    *,
+    item_id: int,
+    user: AbstractBaseUser,
+    stages: set[str],
+    version: int | None = None,
+    check_stale: bool = True,
+) -> Item:
+    """The item, locked, after the checks every holder's action needs: the user may see it, their
+    version is current (when `check_stale`), and they hold it in one of `stages`."""
+    item = item_lock(item_id)
+    check_item_member(user=user, item=item)
+    if check_stale:
+        check_version(item, version)
+    check_lease_holder(user=user, item=item, stages=stages)
+    return item
+
+
 def check_lease_holder(*, user: AbstractBaseUser, item: Item, stages: set[str]) -> None:
     if item.leased_by_id != user.pk or item.lease_stage not in stages:
         raise Conflict(
@@ -126,6 +144,10 @@ def item_write(
     )
     if item.status != from_status:
         project_counts_changed(item.project_id)
+    if item.status == ItemStatus.APPROVED and from_status not in (ItemStatus.APPROVED, ItemStatus.SPOT_CHECK):
+        from training.trigger import approval_committed  # training imports annotation, not the reverse
+
+        approval_committed(item.project_id)
     return item
 
 
@@ -177,24 +199,20 @@ def item_claim_next(*, project: Project, user: AbstractBaseUser, stage: str) -> 
     check_project_role(user=user, project=project, roles=rule.roles)
     now = timezone.now()
     with transaction.atomic():
-        held = (
-            Item.objects.select_for_update(no_key=True)
-            .filter(project=project, leased_by=user, lease_stage=stage)
-            .order_by("pk")
+        # First what is already theirs: the item they hold here, else (annotators) their own rework.
+        theirs = Q(leased_by=user, lease_stage=stage)
+        if stage == Stage.ANNOTATE:
+            theirs |= Q(leased_by__isnull=True, status=ItemStatus.REWORK, annotator=user)
+        item = (
+            Item.objects.select_for_update(skip_locked=True, no_key=True)
+            .filter(theirs, project=project)
+            .order_by(F("leased_by").asc(nulls_last=True), "-priority", "pk")
             .first()
         )
-        if held is not None:
-            held.lease_expires_at = now + lease_duration()
-            held.save(update_fields=["lease_expires_at", "updated_at"])
-            return held
-        item = None
-        if stage == Stage.ANNOTATE:
-            item = (
-                Item.objects.select_for_update(skip_locked=True, no_key=True)
-                .filter(project=project, leased_by__isnull=True, status=ItemStatus.REWORK, annotator=user)
-                .order_by("-priority", "pk")
-                .first()
-            )
+        if item is not None and item.leased_by_id == user.pk:
+            item.lease_expires_at = now + lease_duration()
+            item.save(update_fields=["lease_expires_at", "updated_at"])
+            return item
         if item is None:
             item = _claimable(project=project, user=user, stage=stage).first()
         if item is None:
@@ -216,9 +234,7 @@ def item_claim_next(*, project: Project, user: AbstractBaseUser, stage: str) -> 
 def item_lease_renew(*, item_id: int, user: AbstractBaseUser) -> Item:
     """Extend the holder's lease while they work (the page calls this periodically)."""
     with transaction.atomic():
-        item = item_lock(item_id)
-        check_item_member(user=user, item=item)
-        check_lease_holder(user=user, item=item, stages=set(STAGES))
+        item = item_lock_held(item_id=item_id, user=user, stages=set(STAGES), check_stale=False)
         item.lease_expires_at = timezone.now() + lease_duration()
         item.save(update_fields=["lease_expires_at", "updated_at"])
         return item
@@ -228,9 +244,7 @@ def item_release(*, item_id: int, user: AbstractBaseUser) -> Item:
     """Skip: give the item back to its queue as it was before the claim; it is not offered to this
     person again (their own rework excepted: that stays theirs)."""
     with transaction.atomic():
-        item = item_lock(item_id)
-        check_item_member(user=user, item=item)
-        check_lease_holder(user=user, item=item, stages=set(STAGES))
+        item = item_lock_held(item_id=item_id, user=user, stages=set(STAGES), check_stale=False)
         Autosave.objects.filter(item=item, user=user).delete()
         Skip.objects.get_or_create(item=item, user=user)
         return item_write(
@@ -309,10 +323,7 @@ def item_submit(
 ) -> Item:
     """The annotator's answer: a new revision, then on to the next tier (or approved with one tier)."""
     with transaction.atomic():
-        item = item_lock(item_id)
-        check_item_member(user=user, item=item)
-        check_version(item, version)
-        check_lease_holder(user=user, item=item, stages={Stage.ANNOTATE})
+        item = item_lock_held(item_id=item_id, user=user, stages={Stage.ANNOTATE}, version=version)
         text = (text or "").strip()
         if not text:
             raise ApplicationError(
@@ -349,10 +360,7 @@ def item_flag_needs_expert(
 ) -> Item:
     """The annotator cannot answer: the item goes to the expert queue, flagged, with their note."""
     with transaction.atomic():
-        item = item_lock(item_id)
-        check_item_member(user=user, item=item)
-        check_version(item, version)
-        check_lease_holder(user=user, item=item, stages={Stage.ANNOTATE})
+        item = item_lock_held(item_id=item_id, user=user, stages={Stage.ANNOTATE}, version=version)
         Autosave.objects.filter(item=item, user=user).delete()
         return item_write(
             item,
@@ -371,9 +379,7 @@ def autosave_store(
 ) -> Autosave:
     """Keep the holder's unsubmitted text; it does not change the item, so no version is needed."""
     with transaction.atomic():
-        item = item_lock(item_id)
-        check_item_member(user=user, item=item)
-        check_lease_holder(user=user, item=item, stages=set(STAGES))
+        item = item_lock_held(item_id=item_id, user=user, stages=set(STAGES), check_stale=False)
         autosave, _ = Autosave.objects.update_or_create(
             item=item, user=user, defaults={"text": text, "draft": _draft_of(item, draft_id)}
         )

@@ -258,3 +258,21 @@ HANDOVER_ASK_MAX_CHARS = env.int("HANDOVER_ASK_MAX_CHARS", default=4000)  # long
 HANDOVER_ASK_RATE = env.str("HANDOVER_ASK_RATE", default="60/min")  # per token (user); over it: 429
 HANDOVER_ASK_PRIORITY = env.int("HANDOVER_ASK_PRIORITY", default=100)  # of handed-over items
 HANDOVER_DRAFT_CHUNK = env.int("HANDOVER_DRAFT_CHUNK", default=64)  # items per drafting task
+
+# --- the fine-tuning loop (training/trigger.py, training/runs.py) -----------------------------------
+# Runs write their snapshot files, checkpoints and result under this directory, one folder per run.
+HANDOVER_TRAINING_DIR = Path(env.str("HANDOVER_TRAINING_DIR", default=str(VAR_DIR / "training")))
+HANDOVER_TRAINING_QUEUE = env.str("HANDOVER_TRAINING_QUEUE", default="gpu")
+# Share of samples (by a hash of the item id) held out for evaluation; stable as the data grows.
+HANDOVER_EVAL_FRACTION = env.float("HANDOVER_EVAL_FRACTION", default=0.1)
+# A running run whose heartbeat is older than this (seconds) lost its worker: the watchdog re-queues it
+# from its last checkpoint, at most HANDOVER_TRAINING_MAX_ATTEMPTS attempts in all, then fails it.
+HANDOVER_TRAINING_HEARTBEAT_TIMEOUT = env.int("HANDOVER_TRAINING_HEARTBEAT_TIMEOUT", default=300)
+HANDOVER_TRAINING_MAX_ATTEMPTS = env.int("HANDOVER_TRAINING_MAX_ATTEMPTS", default=3)
+# Hyper-parameters a run starts from; a launch overrides any of them (training/runs.py validates).
+HANDOVER_TRAINING_DEFAULTS = {"epochs": 3.0, "checkpoint_every": 50}
+CELERY_BEAT_SCHEDULE["training-watchdog"] = {"task": "training.trigger.training_watchdog", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["training-human-eval-check"] = {
+    "task": "training.trigger.human_eval_check",
+    "schedule": 30.0,
+}

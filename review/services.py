@@ -9,11 +9,9 @@ from django.utils import timezone
 
 from annotation.models import Item, ItemStatus, Project, Stage
 from annotation.workflow import (
-    check_item_member,
-    check_lease_holder,
     check_not_author,
-    check_version,
     item_lock,
+    item_lock_held,
     item_write,
     lease_cleared,
     revision_create,
@@ -55,10 +53,7 @@ def item_review(
             details={"decision": [decision]},
         )
     with transaction.atomic():
-        item = item_lock(item_id)
-        check_item_member(user=user, item=item)
-        check_version(item, version)
-        check_lease_holder(user=user, item=item, stages=REVIEW_STAGES)
+        item = item_lock_held(item_id=item_id, user=user, stages=REVIEW_STAGES, version=version)
         check_not_author(user=user, item=item)
         stage, current = item.lease_stage, item.current_revision
 

@@ -9,13 +9,16 @@ from rest_framework.throttling import UserRateThrottle
 
 from annotation.selectors import project_get_for_user
 
-from . import selectors, services
+from . import runs, selectors, services
 from .serializers import (
     AskResponseSerializer,
     AskSerializer,
     ModelVersionCreateSerializer,
     ModelVersionSerializer,
     TicketSerializer,
+    TrainingRunCreateSerializer,
+    TrainingRunListSerializer,
+    TrainingRunSerializer,
 )
 
 
@@ -111,3 +114,43 @@ class ModelVersionRollbackApi(GenericAPIView):
             project=version.project, actor=request.user, to_version_id=version.pk
         )
         return Response(self.get_serializer(version).data)
+
+
+class TrainingRunListCreateApi(GenericAPIView):
+    """Launch a run (project admins; 409 while another run is active) or list the project's runs."""
+
+    serializer_class = TrainingRunSerializer
+
+    def get(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        page = self.paginate_queryset(selectors.training_runs_of(project_id=project.pk))
+        return self.get_paginated_response(TrainingRunListSerializer(page, many=True).data)
+
+    @extend_schema(request=TrainingRunCreateSerializer, responses={201: TrainingRunSerializer})
+    def post(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        serializer = TrainingRunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = runs.training_run_create(project=project, actor=request.user, **serializer.validated_data)
+        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingRunDetailApi(GenericAPIView):
+    serializer_class = TrainingRunSerializer
+
+    def get(self, request, run_id: int):
+        run = selectors.training_run_get_for_user(user=request.user, run_id=run_id)
+        return Response(self.get_serializer(run).data)
+
+
+class TrainingRunCancelApi(GenericAPIView):
+    """Cancel (project admins): at once when queued or waiting for people, within a step when training."""
+
+    serializer_class = TrainingRunSerializer
+
+    @extend_schema(request=None)
+    def post(self, request, run_id: int):
+        run = selectors.training_run_get_for_user(user=request.user, run_id=run_id)
+        runs.training_run_cancel(run_id=run.pk, actor=request.user)
+        run = selectors.training_run_get_for_user(user=request.user, run_id=run.pk)
+        return Response(self.get_serializer(run).data)

@@ -20,4 +20,15 @@ urlpatterns = [
         api.ModelVersionRollbackApi.as_view(),
         name="api-model-rollback",
     ),
+    path(
+        "projects/<int:project_id>/training-runs/",
+        api.TrainingRunListCreateApi.as_view(),
+        name="api-training-runs",
+    ),
+    path("training-runs/<int:run_id>/", api.TrainingRunDetailApi.as_view(), name="api-training-run"),
+    path(
+        "training-runs/<int:run_id>/cancel/",
+        api.TrainingRunCancelApi.as_view(),
+        name="api-training-run-cancel",
+    ),
 ]

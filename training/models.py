@@ -74,3 +74,163 @@ class HandoverTicket(models.Model):
 
     def __str__(self) -> str:
         return f"ticket {self.pk} for item {self.item_id}"
+
+
+# --- the fine-tuning loop: snapshots, runs, human evaluation -------------------------------------------
+
+
+class DatasetSnapshot(models.Model):
+    """A frozen list of approved samples (redacted texts kept), with a content hash and a stable split.
+
+    The texts are stored, not referenced: a later edit of an item (a spot check) never changes what a
+    run trained on. The files beside the run are written from these rows.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="snapshots")
+    content_hash = models.CharField(max_length=64)
+    eval_fraction = models.FloatField()
+    n_train = models.PositiveIntegerField(default=0)
+    n_eval = models.PositiveIntegerField(default=0)
+    n_golden = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} of project {self.project_id} ({self.n_train}+{self.n_eval})"
+
+
+class SnapshotSplit(models.TextChoices):
+    TRAIN = "train", _("Train")
+    EVAL = "eval", _("Evaluation")
+    GOLDEN = "golden", _("Golden set")
+
+
+class SnapshotSample(models.Model):
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="samples")
+    item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="snapshot_samples")
+    split = models.CharField(max_length=10, choices=SnapshotSplit.choices)
+    input = models.TextField()
+    context = models.TextField(blank=True)
+    output = models.TextField()
+    sample_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["snapshot_id", "item_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "item"], name="snapshot_sample_unique_item")
+        ]
+        # The trigger asks "approved items in no snapshot" on every approval.
+        indexes = [models.Index(fields=["item"], name="snapshot_sample_item")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} in snapshot {self.snapshot_id} ({self.split})"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Training")
+    EVALUATING = "evaluating", _("Evaluating")
+    HUMAN_EVAL = "human_eval", _("Awaiting human evaluation")
+    AWAITING_DECISION = "awaiting_decision", _("Awaiting the admin's decision")
+    PROMOTED = "promoted", _("Promoted")
+    REJECTED = "rejected", _("Rejected")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+# While a run is in one of these, no other run of the project starts (the trigger and launches check it
+# under the project's row lock). A run awaiting the admin's decision no longer blocks the next one.
+ACTIVE_RUN_STATES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.EVALUATING, RunStatus.HUMAN_EVAL)
+FINISHED_RUN_STATES = (RunStatus.PROMOTED, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class TrainingRun(models.Model):
+    """One fine-tuning run: its snapshot, method and hyper-parameters, progress, evaluation and outcome.
+
+    Progress lives here, not in a worker's memory: a worker writes it (throttled) with a heartbeat, the
+    watchdog reads the heartbeat, and a resumed attempt continues from the last checkpoint on disk.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="training_runs")
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="runs")
+    trigger = models.CharField(max_length=20, default="manual")  # threshold | manual
+    method = models.CharField(max_length=10, default="lora")
+    base_model = models.CharField(max_length=500)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    status_reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    # progress
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    loss = models.FloatField(null=True, blank=True)
+    learning_rate = models.FloatField(null=True, blank=True)
+    tokens_per_s = models.FloatField(null=True, blank=True)
+    eta_s = models.FloatField(null=True, blank=True)
+    loss_curve = models.JSONField(default=list, blank=True)
+    resumed_from = models.JSONField(default=list, blank=True)  # checkpoint directories, one per resume
+    output_dir = models.CharField(max_length=500, blank=True)
+    trained_model_dir = models.CharField(max_length=500, blank=True)
+    # evaluation
+    candidate = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="candidate_runs"
+    )
+    baseline = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="baseline_runs"
+    )
+    metrics = models.JSONField(default=dict, blank=True)  # {"candidate": {...}, "baseline": {...}}
+    gate = models.JSONField(default=dict, blank=True)  # {"passed", "reasons", "rouge_l_floor", ...}
+    sample_outputs = models.JSONField(default=list, blank=True)  # per eval item: input, reference, both
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["status", "heartbeat_at"],
+                condition=models.Q(status__in=["running", "evaluating"]),
+                name="training_run_watchdog",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of project {self.project_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_RUN_STATES
+
+
+class HumanEvalRound(models.Model):
+    """A blind comparison: K eval prompts, candidate and baseline outputs as review Responses to rate."""
+
+    run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, related_name="human_eval")
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    concluded_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"human evaluation of run {self.run_id}"
+
+
+class HumanEvalPair(models.Model):
+    round = models.ForeignKey(HumanEvalRound, on_delete=models.CASCADE, related_name="pairs")
+    item = models.ForeignKey("annotation.Item", null=True, on_delete=models.SET_NULL, related_name="+")
+    candidate_response = models.ForeignKey("review.Response", on_delete=models.CASCADE, related_name="+")
+    baseline_response = models.ForeignKey("review.Response", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        ordering = ["round_id", "pk"]
+
+    def __str__(self) -> str:
+        return f"pair of item {self.item_id} in round {self.round_id}"

@@ -53,3 +53,22 @@ def ticket_answer(ticket: HandoverTicket) -> str | None:
     if ticket_status(ticket) != TicketStatus.ANSWERED:
         return None
     return ticket.item.current_revision.text
+
+
+def training_runs_of(*, project_id: int) -> QuerySet:
+    from .models import TrainingRun
+
+    return TrainingRun.objects.filter(project_id=project_id).select_related("snapshot").order_by("-pk")
+
+
+def training_run_get_for_user(*, user: AbstractBaseUser, run_id: int):
+    from .models import TrainingRun
+
+    run = (
+        TrainingRun.objects.select_related("project", "snapshot", "candidate", "baseline", "human_eval")
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None or not project_visible_to(user=user, project_id=run.project_id):
+        raise NotFound("Training run not found.")
+    return run

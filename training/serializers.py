@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from core.serializers import StrictSerializer
 
-from .models import HandoverTicket, ModelVersion
+from .models import HandoverTicket, ModelVersion, TrainingRun
 from .selectors import ticket_answer, ticket_status
 
 
@@ -78,3 +78,93 @@ class ModelVersionCreateSerializer(StrictSerializer):
     adapter_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
     prompt_template = serializers.CharField(required=False)
     generation = serializers.DictField(required=False)
+
+
+class TrainingRunCreateSerializer(StrictSerializer):
+    method = serializers.ChoiceField(choices=["lora", "freeze", "full"], default="lora")
+    hyperparameters = serializers.DictField(required=False)
+    base_model = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    snapshot = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    human_eval = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "project",
+            "status",
+            "status_reason",
+            "trigger",
+            "method",
+            "base_model",
+            "hyperparameters",
+            "snapshot",
+            "progress",
+            "loss_curve",
+            "attempts",
+            "resumed_from",
+            "cancel_requested",
+            "candidate",
+            "baseline",
+            "metrics",
+            "gate",
+            "sample_outputs",
+            "human_eval",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+
+    def get_snapshot(self, run) -> dict:
+        s = run.snapshot
+        return {
+            "id": s.pk,
+            "content_hash": s.content_hash,
+            "n_train": s.n_train,
+            "n_eval": s.n_eval,
+            "n_golden": s.n_golden,
+            "eval_fraction": s.eval_fraction,
+        }
+
+    def get_progress(self, run) -> dict:
+        return {
+            "step": run.step,
+            "total_steps": run.total_steps,
+            "loss": run.loss,
+            "learning_rate": run.learning_rate,
+            "tokens_per_s": run.tokens_per_s,
+            "eta_s": run.eta_s,
+        }
+
+    def get_human_eval(self, run) -> dict | None:
+        round_ = getattr(run, "human_eval", None)
+        if round_ is None:
+            return None
+        return {
+            "size": round_.size,
+            "created_at": round_.created_at,
+            "concluded_at": round_.concluded_at,
+            "result": round_.result or None,
+        }
+
+
+class TrainingRunListSerializer(TrainingRunSerializer):
+    class Meta(TrainingRunSerializer.Meta):
+        fields = [
+            "id",
+            "project",
+            "status",
+            "status_reason",
+            "trigger",
+            "method",
+            "snapshot",
+            "progress",
+            "candidate",
+            "created_at",
+            "finished_at",
+        ]

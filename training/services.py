@@ -199,6 +199,9 @@ def model_version_deploy(
             data={"previous": current.pk if current else None},
         )
         version.project = project
+        from .runs import runs_mark_promoted
+
+        runs_mark_promoted(version=version, actor=actor)
         project_drafting_request(project_id=project.pk)
         return version
 

@@ -4,7 +4,12 @@ from celery import shared_task
 
 from core.realtime import project_event_send
 
-from . import model_cache, services
+from . import (
+    model_cache,
+    runs,
+    services,
+    trigger,  # noqa: F401  (registers the loop's default-queue tasks in every worker)
+)
 from .models import ModelVersion
 
 
@@ -40,3 +45,9 @@ def ask_generate(model_version_id: int, question: str) -> dict:
 def model_cache_info() -> dict:
     """What the worker that runs this holds in memory: base models (by object identity) and adapters."""
     return model_cache.cache_info()
+
+
+@shared_task(acks_late=True)
+def training_run_execute(run_id: int) -> str | None:
+    """Train, evaluate and open the human round of one run; a run this worker cannot claim is left alone."""
+    return runs.training_run_execute(run_id=run_id)

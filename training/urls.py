@@ -9,4 +9,11 @@ urlpatterns = [
         views.model_version_act,
         name="project-model-act",
     ),
+    path("projects/<int:project_id>/training/", views.training_runs, name="training-runs"),
+    path("projects/<int:project_id>/training/<int:run_id>/", views.training_run, name="training-run"),
+    path(
+        "projects/<int:project_id>/training/<int:run_id>/<str:action>/",
+        views.training_run_act,
+        name="training-run-act",
+    ),
 ]

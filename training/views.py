@@ -1,4 +1,6 @@
-"""Browser page of a project's models: versions, deploy / roll back (admins), drafting and hand-overs."""
+"""Browser pages of a project's models (versions, deploy / roll back, hand-overs) and training runs."""
+
+import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,7 +14,7 @@ from annotation.models import Role
 from annotation.selectors import project_get_for_user, user_roles
 from core.errors import ApplicationError, NotAllowed, NotFound
 
-from . import selectors, services
+from . import runs, selectors, services
 from .models import HandoverTicket
 
 
@@ -60,3 +62,92 @@ def model_version_act(request, project_id: int, version_id: int, action: str):
     else:
         messages.success(request, _("Deployed. Drafting of new items has started."))
     return redirect("project-models", project.pk)
+
+
+# --- training runs ------------------------------------------------------------------------------------
+
+
+@login_required
+def training_runs(request, project_id: int):
+    project = _project_or_404(request, project_id)
+    is_admin = Role.ADMIN in user_roles(user=request.user, project=project)
+    if request.method == "POST":
+        try:
+            hyper = json.loads(request.POST.get("hyperparameters") or "{}")
+            run = runs.training_run_create(
+                project=project, actor=request.user, method=request.POST.get("method", "lora"),
+                hyperparameters=hyper,
+            )  # fmt: skip
+        except json.JSONDecodeError as exc:
+            messages.error(request, _("Hyper-parameters: not JSON (%(error)s).") % {"error": exc})
+        except NotAllowed as exc:
+            raise PermissionDenied(exc.message) from None
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, _("Training run %(id)s is queued.") % {"id": run.pk})
+            return redirect("training-run", project.pk, run.pk)
+    return render(
+        request,
+        "training/runs.html",
+        {
+            "project": project,
+            "runs": selectors.training_runs_of(project_id=project.pk)[:50],
+            "is_admin": is_admin,
+            "pending": runs.approved_unsnapshotted(project_id=project.pk).count(),
+        },
+    )
+
+
+@login_required
+def training_run(request, project_id: int, run_id: int):
+    project = _project_or_404(request, project_id)
+    try:
+        run = selectors.training_run_get_for_user(user=request.user, run_id=run_id)
+    except NotFound:
+        raise Http404 from None
+    if run.project_id != project.pk:
+        raise Http404
+    human_eval = getattr(run, "human_eval", None)
+    return render(
+        request,
+        "training/run.html",
+        {
+            "project": project,
+            "run": run,
+            "human_eval": human_eval,
+            "is_admin": Role.ADMIN in user_roles(user=request.user, project=project),
+            "metric_rows": [
+                (name, run.metrics.get("candidate", {}).get(key), run.metrics.get("baseline", {}).get(key))
+                for key, name in (("rouge_l", "ROUGE-L"), ("bleu", "BLEU"), ("exact_match", _("Exact match")),
+                                  ("f1", _("Token F1")))
+            ] if run.metrics else [],
+        },
+    )  # fmt: skip
+
+
+@login_required
+@require_POST
+def training_run_act(request, project_id: int, run_id: int, action: str):
+    project = _project_or_404(request, project_id)
+    try:
+        run = selectors.training_run_get_for_user(user=request.user, run_id=run_id)
+        if action == "cancel":
+            runs.training_run_cancel(run_id=run.pk, actor=request.user)
+        elif action == "reject":
+            runs.training_run_reject(run_id=run.pk, actor=request.user)
+        elif action == "promote" and run.candidate_id:
+            services.model_version_deploy(version_id=run.candidate_id, actor=request.user)
+        elif action == "rollback":
+            services.model_version_rollback(project=project, actor=request.user)
+        else:
+            raise Http404
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+    except NotFound:
+        raise Http404 from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, _("Done."))
+    return redirect("training-run", project.pk, run_id)

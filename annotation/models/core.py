@@ -74,6 +74,39 @@ class Project(models.Model):
         blank=True,
         help_text=_("Phrases that flag an item or revision for a reviewer's attention."),
     )
+    eval_rouge_l_floor = models.FloatField(
+        _("evaluation floor (ROUGE-L)"),
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_("A candidate model scoring under this ROUGE-L on the eval split is rejected."),
+    )
+    eval_rouge_l_tolerance = models.FloatField(
+        _("evaluation tolerance (ROUGE-L)"),
+        default=0.01,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_("A candidate may score this much under the deployed model's ROUGE-L and still pass."),
+    )
+    human_eval_size = models.PositiveIntegerField(
+        _("human evaluation prompts"), default=20, validators=[MinValueValidator(1)]
+    )
+    human_eval_min_alpha = models.FloatField(
+        _("minimum agreement to promote"),
+        default=0.4,
+        validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)],
+        help_text=_("Krippendorff's alpha the human round must reach for automatic promotion."),
+    )
+    training_hyperparameters = models.JSONField(
+        _("training hyper-parameters"),
+        default=dict,
+        blank=True,
+        help_text=_("Defaults for this project's runs (e.g. learning_rate, max_steps); a launch may override."),  # noqa: E501
+    )
+    golden_item_ids = models.JSONField(
+        _("golden set"),
+        default=list,
+        blank=True,
+        help_text=_("Approved item ids always evaluated and never trained on."),
+    )
     draft_candidates = models.PositiveSmallIntegerField(
         _("draft candidates"),
         default=1,

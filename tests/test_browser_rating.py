@@ -1,0 +1,36 @@
+"""Rating in a real headless Chromium: digits score each dimension, the weighted score updates live."""
+
+import pytest
+from playwright.sync_api import expect
+
+from review.models import Rating
+from review.rating import response_create
+
+from .conftest import log_in, shot
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+
+def test_rater_scores_with_digit_keys_and_sees_the_weighted_score(page, live_asgi, people, project):
+    # given a response to score on the default rubric (accuracy .4, politeness .3, usefulness .3)
+    response = response_create(
+        project=project, actor=people["admin"], input="Where is my parcel?",
+        text="It left our depot this morning; track it on the order page.", origin="external",
+    )
+    log_in(page, live_asgi, "expert")
+    page.goto(f"{live_asgi}/projects/{project.pk}/rate/")
+    expect(page.locator(".rate-text")).to_contain_text("It left our depot")
+    weighted = page.locator("output[name=weighted]")
+    # when the rater types 4, 5, 3
+    page.keyboard.press("4")
+    expect(weighted).to_have_text("≥ 1.60")
+    page.keyboard.press("5")
+    page.keyboard.press("3")
+    # then the weighted score is 0.4×4 + 0.3×5 + 0.3×3
+    expect(weighted).to_have_text("4.00")
+    shot(page, "rate")
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Rating saved.")).to_be_visible()
+    rating = Rating.objects.get(response=response, rater=people["expert"])
+    assert rating.scores == {"accuracy": 4, "politeness": 5, "usefulness": 3}
+    assert rating.weighted_score == pytest.approx(4.0)

@@ -1,0 +1,56 @@
+"""The training trigger (approval → on commit → count → at most one queued run) and the loop's beat tasks.
+
+These tasks live outside `training.tasks` on purpose: `training.tasks.*` routes to the gpu queue, and
+counting, the watchdog and concluding human rounds are cheap database work for the default queue.
+"""
+
+from celery import shared_task
+from django.db import transaction
+
+from annotation.models import Project
+
+from . import runs
+
+
+def approval_committed(project_id: int) -> None:
+    """Called by the workflow when an item becomes approved: check the threshold once this commits."""
+    transaction.on_commit(lambda: trigger_check_send(project_id))
+
+
+def trigger_check_send(project_id: int) -> None:
+    training_trigger_check.delay(project_id)
+
+
+def training_trigger_evaluate(*, project_id: int):
+    """Create one queued run (trigger "threshold") when the project's approved samples in no snapshot
+    reach its retrain threshold and no run is active. The cheap check runs without a lock; the run is
+    created under the project's row lock, where training_run_create checks again, so concurrent
+    approvals never start two runs. Returns the run, or None."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None or runs.training_run_active(project_id=project_id) is not None:
+        return None
+    if runs.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
+        return None
+    with transaction.atomic():
+        project = Project.objects.select_for_update(no_key=True).get(pk=project_id)
+        if runs.training_run_active(project_id=project_id) is not None:
+            return None
+        if runs.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
+            return None  # a run started meanwhile took these samples into its snapshot
+        return runs.training_run_create(project=project, actor=None, trigger="threshold")
+
+
+@shared_task
+def training_trigger_check(project_id: int) -> int | None:
+    run = training_trigger_evaluate(project_id=project_id)
+    return run.pk if run is not None else None
+
+
+@shared_task
+def training_watchdog() -> dict:
+    return runs.training_runs_watchdog()
+
+
+@shared_task
+def human_eval_check() -> list[int]:
+    return runs.human_eval_check_all()
