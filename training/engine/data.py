@@ -4,8 +4,10 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 IGNORE_INDEX = -100  # the label torch's cross-entropy skips: prompt and padding positions
 
@@ -128,8 +130,10 @@ def length_grouped_batches(
     return batches
 
 
-def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
+def collate(examples: Sequence[Example], pad_token_id: int) -> "dict[str, torch.Tensor]":
     """Right-pad to the longest example of the batch (dynamic padding); padding is masked and unlabelled."""
+    import torch
+
     width = max(len(e) for e in examples)
     input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)

@@ -20,48 +20,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .config import METHODS, TrainConfig, latest_checkpoint  # noqa: F401 - the trainer's public API
 from .data import IGNORE_INDEX, collate, encode_sample, length_grouped_batches
 from .device import pick_device
 
-METHODS = ("lora", "freeze", "full")
 ProgressCallback = Callable[[int, int, float, float, float, float], None]
-
-
-@dataclass
-class TrainConfig:
-    output_dir: str
-    method: str = "lora"  # lora | freeze | full
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target: str | list[str] = "all-linear"  # every linear layer of the blocks (not the output head)
-    freeze_trainable_layers: int = 2  # freeze: only the last N decoder layers learn
-    learning_rate: float = 2e-4
-    epochs: float = 3.0
-    max_steps: int | None = None  # overrides epochs when set
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_seq_len: int = 1024
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    bf16: bool = False  # CUDA only; ignored elsewhere
-    gradient_checkpointing: bool = False  # trades compute for memory; worth it only on GPU with long texts
-    checkpoint_every: int = 0  # 0: checkpoint only when stopped
-    prompt_template: str = "{input}"  # used when the model has no chat template, as in Drafter
-    system_prompt: str | None = None  # for samples without their own context
-    device: str | None = None  # None: the fastest available
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
-        if self.batch_size < 1 or self.grad_accum < 1 or self.max_seq_len < 2:
-            raise ValueError("batch_size, grad_accum must be positive and max_seq_len at least 2")
-
-    @classmethod
-    def from_dict(cls, values: Mapping) -> "TrainConfig":
-        return cls(**values)
 
 
 @dataclass
@@ -217,12 +180,6 @@ def train(
         stopped_early=stopped,
         checkpoint_dir=checkpoint,
     )
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The checkpoint with the highest step under `output_dir`, or None: where a restarted run resumes."""
-    found = sorted(Path(output_dir).glob("checkpoint-*/state.pt"))
-    return found[-1].parent if found else None
 
 
 # Model ------------------------------------------------------------------------------------------------
