@@ -50,6 +50,14 @@ class ProjectDetailApi(GenericAPIView):
         project = selectors.project_get_for_user(user=request.user, project_id=project_id)
         return Response(self.get_serializer(project).data)
 
+    def patch(self, request, project_id: int):
+        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
+        check_project_admin(user=request.user, project=project)
+        serializer = self.get_serializer(project, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_update(project=project, actor=request.user, **serializer.validated_data)
+        return Response(self.get_serializer(project).data)
+
 
 class ProjectMembersApi(GenericAPIView):
     serializer_class = MembershipSerializer

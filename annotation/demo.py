@@ -25,6 +25,8 @@ DEMO_PROJECT = {
     "retrain_threshold": 20,
     "confidence_threshold": 0.5,
     "draft_candidates": 3,
+    # The tiny model learns at a high rate in a few dozen steps, so a person sees the loop move.
+    "training_hyperparameters": {"learning_rate": 0.01, "epochs": 10},
     "fallback_message": (
         "Thanks for your question — a colleague will answer you shortly. / "
         "感谢您的提问，我们的同事会尽快回复您。"

@@ -7,18 +7,12 @@ from core.serializers import StrictModelSerializer, StrictSerializer
 from .models import Membership, Project, Role
 
 PROJECT_SETTINGS = [
-    "name",
-    "slug",
-    "description",
-    "guidelines",
-    "prompt_template",
-    "review_tiers",
-    "ratings_per_response",
-    "retrain_threshold",
-    "confidence_threshold",
-    "fallback_message",
-    "spot_check_rate",
-]
+    "name", "slug", "description", "guidelines", "prompt_template", "review_tiers", "ratings_per_response",
+    "retrain_threshold", "confidence_threshold", "fallback_message", "spot_check_rate", "draft_candidates",
+    "route_low_confidence_to_expert", "redact_on_import", "compliance_phrases", "eval_rouge_l_floor",
+    "eval_rouge_l_tolerance", "human_eval_size", "human_eval_min_alpha", "training_hyperparameters",
+    "golden_item_ids",
+]  # fmt: skip
 
 
 class ProjectSerializer(StrictModelSerializer):

@@ -62,6 +62,40 @@ def project_create(*, created_by: AbstractBaseUser, name: str, slug: str = "", *
     return project
 
 
+@transaction.atomic
+def project_update(*, project: Project, actor: AbstractBaseUser, **changes) -> Project:
+    """Change a project's settings (its admins and staff); the audit event lists what changed."""
+    check_project_admin(user=actor, project=project)
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    if "slug" in changes and Project.objects.filter(slug=changes["slug"]).exclude(pk=project.pk).exists():
+        raise Conflict(f"A project with slug '{changes['slug']}' already exists.", code="slug_taken")
+    if "training_hyperparameters" in changes:
+        from training.runs import hyperparameters_validate
+
+        hyperparameters_validate(method="lora", values=changes["training_hyperparameters"])
+    if "compliance_phrases" in changes:
+        phrases = changes["compliance_phrases"]
+        if not isinstance(phrases, list) or not all(isinstance(p, str) and p.strip() for p in phrases):
+            raise ApplicationError("compliance_phrases: a list of non-empty phrases.", code="invalid")
+    if "golden_item_ids" in changes:
+        ids = changes["golden_item_ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise ApplicationError("golden_item_ids: a list of item ids.", code="invalid")
+        foreign = sorted(set(ids) - set(project.items.filter(pk__in=ids).values_list("pk", flat=True)))
+        if foreign:
+            raise ApplicationError(f"golden_item_ids: not items of this project: {foreign}.", code="invalid")
+    before = {name: getattr(project, name) for name in changes}
+    for name, value in changes.items():
+        setattr(project, name, value)
+    project.full_clean()
+    project.save()
+    changed = {name: value for name, value in changes.items() if before[name] != value}
+    if changed:
+        audit_record(actor=actor, action="project.update", target=project, project=project,
+                     data={"changed": sorted(changed)})
+    return project
+
+
 @dataclass(frozen=True)
 class MembershipResult:
     membership: Membership

@@ -177,3 +177,38 @@ def test_token_is_issued_for_valid_credentials_only(api, people):
 def test_session_auth_works_for_the_browser(client, people, project):
     client.force_login(people["annotator"])
     assert client.get("/api/projects/").json()["count"] == 1
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("anonymous", 401), ("outsider", 404), ("annotator", 403), ("expert", 403),
+     ("domain_reviewer", 403), ("admin", 200), ("staff", 200)],
+)
+def test_only_project_admins_change_settings(api, people, project, name, expected):
+    response = api(actor(people, name)).patch(
+        f"/api/projects/{project.pk}/",
+        {"compliance_phrases": ["guaranteed returns", "无风险"], "redact_on_import": True, "review_tiers": 2},
+        format="json",
+    )
+    assert response.status_code == expected
+    project.refresh_from_db()
+    assert (project.compliance_phrases == ["guaranteed returns", "无风险"]) == (expected == 200)
+    if expected == 200:
+        assert response.json()["review_tiers"] == 2 and response.json()["redact_on_import"] is True
+        event = AuditEvent.objects.get(action="project.update")
+        assert event.data == {"changed": ["compliance_phrases", "redact_on_import", "review_tiers"]}
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [({"training_hyperparameters": {"learning_rate": -1}}, "learning_rate"),
+     ({"training_hyperparameters": {"colour": 1}}, "colour"),
+     ({"golden_item_ids": [999999]}, "golden_item_ids"),
+     ({"compliance_phrases": [""]}, "compliance_phrases"),
+     ({"draft_candidates": 6}, "draft_candidates"),
+     ({"prompt_template": "no placeholder"}, "{input}")],
+)
+def test_bad_settings_are_refused_by_name(api, people, project, change, field):
+    response = api(people["admin"]).patch(f"/api/projects/{project.pk}/", change, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["error"]["message"] or field in str(response.json()["error"]["details"])

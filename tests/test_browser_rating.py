@@ -34,3 +34,31 @@ def test_rater_scores_with_digit_keys_and_sees_the_weighted_score(page, live_asg
     rating = Rating.objects.get(response=response, rater=people["expert"])
     assert rating.scores == {"accuracy": 4, "politeness": 5, "usefulness": 3}
     assert rating.weighted_score == pytest.approx(4.0)
+
+
+def test_agreement_dashboard_draws_its_charts(page, live_asgi, people, project):
+    from review.rating import rating_submit
+
+    from .factories import MembershipFactory, UserFactory
+
+    # given three raters who scored ten responses, mostly alike
+    raters = [people["expert"], people["domain_reviewer"], UserFactory(username="rater3")]
+    MembershipFactory(project=project, user=raters[2], role="expert")
+    for n in range(10):
+        response = response_create(project=project, actor=people["admin"], input=f"Question {n}?",
+                                   text=f"Answer {n}.", origin="external")
+        for offset, rater in enumerate(raters):
+            score = 1 + (n + (offset == 2 and n % 3 == 0)) % 5
+            rating_submit(response_id=response.pk, rater=rater,
+                          scores={"accuracy": score, "politeness": score, "usefulness": 1 + n % 5})
+    log_in(page, live_asgi, "admin")
+    page.goto(f"{live_asgi}/projects/{project.pk}/agreement/")
+    page.wait_for_function("window.Chart && Object.keys(Chart.instances).length >= 2")
+    # and each point sits at its value on the axis that is drawn (the table holds the same figures)
+    plotted = page.evaluate("""() => {
+        const chart = Object.values(Chart.instances).find((c) => c.canvas.id === "chart-alpha");
+        const point = chart.getDatasetMeta(1).data[0];
+        return {value: chart.data.datasets[1].data[0], atPixel: chart.scales.y.getValueForPixel(point.y)};
+    }""")
+    assert plotted["atPixel"] == pytest.approx(plotted["value"], abs=0.01)
+    shot(page, "agreement")

@@ -209,3 +209,33 @@ def test_cli_invalid_sample_leaves_no_file(project, people, tmp_path):
     with pytest.raises(CommandError, match="output is empty"):
         call_command("export_dataset", project=project.slug, format="alpaca", out=str(tmp_path), verbosity=0)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_metadata_names_reviewers_per_tier_and_rubric_scores(people, project):
+    import json
+
+    from annotation.exporting import export_samples
+    from review.rating import rating_submit, response_create
+    from tests.factories import ItemFactory
+    from tests.workflow_helpers import annotate, review
+
+    # given an item rejected once, then approved by the expert and the domain reviewer, with one rating
+    item = ItemFactory(project=project)
+    annotate(project, people["annotator"], "First try")
+    review(project, people["expert"], "expert", "reject", comment="Redo")
+    annotate(project, people["annotator"], "Second try")
+    review(project, people["expert"], "expert")
+    review(project, people["domain_reviewer"], "domain")
+    response = response_create(project=project, actor=people["admin"], input=item.input, text="Second try",
+                               origin="human", item=item, author=people["annotator"])
+    rating_submit(response_id=response.pk, rater=people["expert"],
+                  scores={"accuracy": 5, "politeness": 4, "usefulness": 3})
+    # when exported with metadata
+    [sample] = list(export_samples(project=project, metadata=True))
+    # then it names who approved at each tier since the rejection, and the rubric scores
+    meta = sample["metadata"]
+    assert meta["reviewers"] == {"expert": ["expert"], "domain": ["domain_reviewer"]}
+    assert meta["scores"]["n"] == 1 and meta["scores"]["weighted_mean"] == pytest.approx(4.1)
+    assert meta["scores"]["dimensions"] == {"accuracy": 5, "politeness": 4, "usefulness": 3}
+    json.dumps(meta)  # serialisable as it is written

@@ -7,6 +7,8 @@
     var zh = (document.documentElement.lang || "").indexOf("zh") === 0;
     var dims = report.dimensions;
     var labels = dims.map(function (d) { return zh && d.label_zh ? d.label_zh : d.label; });
+    // Figures, not motion: a chart caught mid-animation shows points short of their values.
+    Chart.defaults.animation = false;
     var palette = ["#2f6fed", "#e8590c", "#2b8a3e", "#ae3ec9", "#f59f00", "#1098ad", "#c92a2a"];
 
     new Chart(document.getElementById("chart-alpha"), {
@@ -15,8 +17,10 @@
         datasets: [
           { type: "bar", label: "95% CI", backgroundColor: "rgba(47,111,237,.25)",
             data: dims.map(function (d) { return d.alpha_ci_low === null ? null : [d.alpha_ci_low, d.alpha_ci_high]; }) },
-          { type: "scatter", label: "α", backgroundColor: "#2f6fed", pointRadius: 6,
-            data: dims.map(function (d, i) { return d.alpha === null ? null : { x: labels[i], y: d.alpha }; }) }
+          // a line without the line, not "scatter": scatter brings its own linear axes, which put the
+          // points on another scale than the bars and the ticks
+          { type: "line", showLine: false, label: "α", backgroundColor: "#2f6fed", borderColor: "#2f6fed", pointRadius: 6,
+            data: dims.map(function (d) { return d.alpha; }) }
         ]
       },
       options: { scales: { y: { min: -1, max: 1 } } }
@@ -42,8 +46,8 @@
         datasets: [
           { type: "bar", label: "95% CI", backgroundColor: "rgba(232,89,12,.25)",
             data: groups.map(function (g) { return g.ci_low === null ? null : [g.ci_low, g.ci_high]; }) },
-          { type: "scatter", label: "mean", backgroundColor: "#e8590c", pointRadius: 6,
-            data: groups.map(function (g) { return { x: g.origin + (g.model ? " · " + g.model : ""), y: g.weighted_score_mean }; }) }
+          { type: "line", showLine: false, label: "mean", backgroundColor: "#e8590c", borderColor: "#e8590c", pointRadius: 6,
+            data: groups.map(function (g) { return g.weighted_score_mean; }) }
         ]
       }
     });
