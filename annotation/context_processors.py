@@ -33,7 +33,7 @@ def navigation(request):
     match = getattr(request, "resolver_match", None)
     project_id = match.kwargs.get("project_id") if match else None
     current = next((p for p in projects if p.pk == project_id), None)
-    menu = []
+    menu: list[dict] = []
     if current is not None:
         my_roles = roles.get(current.pk, set()) | ({Role.ADMIN} if user.is_staff else set())
         menu = []
@@ -42,6 +42,12 @@ def navigation(request):
             if my_roles & allowed:
                 active = match.url_name == name and all(match.kwargs.get(k) == v for k, v in kwargs.items())
                 url = reverse(name, kwargs={"project_id": current.pk, **kwargs})
-                menu.append({"label": label, "url": url, "active": active})
+                # Admin-only pages go under one "Manage" menu so the bar stays readable.
+                menu.append({"label": label, "url": url, "active": active, "manage": allowed == {Role.ADMIN}})
         current.my_roles = [Role(role).label for role in sorted(my_roles)]
-    return {"nav_projects": projects, "nav_project": current, "nav_menu": menu}
+    return {
+        "nav_projects": projects,
+        "nav_project": current,
+        "nav_menu": [entry for entry in menu if not entry["manage"]],
+        "nav_manage": [entry for entry in menu if entry["manage"]],
+    }

@@ -36,6 +36,7 @@ def test_member_logs_in_and_watches_counts_change_live(
 def test_admin_adds_a_member_and_switches_to_chinese(page, live_asgi, people, project):
     log_in(page, live_asgi, "admin")
     page.goto(f"{live_asgi}/projects/{project.pk}/")
+    page.get_by_text("Manage", exact=True).click()
     page.get_by_role("link", name="Members").click()
     page.get_by_label("Username").fill("outsider")
     page.get_by_label("Role").select_option("domain_reviewer")
