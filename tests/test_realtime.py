@@ -1,5 +1,7 @@
 """Browsers watching a project get its events from Celery tasks, through the real Redis channel layer."""
 
+import json
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async as db_sync
@@ -64,3 +66,27 @@ async def test_non_member_is_refused(people, project):
 async def test_anonymous_is_refused(project):
     _, connected, code = await connect_as(None, project.pk)
     assert not connected and code == 4403
+
+
+@pytest.mark.worker
+async def test_drafting_progress_reaches_watchers_live(celery_worker_process, people, project):
+    from annotation.services import items_create
+    from tests.test_drafting_support import version_deploy
+
+    # given a member watching a project whose deployed model drafts new items in the worker
+    await db_sync(version_deploy)(project)
+    communicator, connected, _ = await connect_as(people["annotator"], project.pk)
+    assert connected
+    # when items arrive (drafting is requested on commit)
+    await db_sync(items_create)(
+        project=project, actor=None, rows=[{"input": f"Question {n}?"} for n in range(3)]
+    )
+    # then a drafting event says how many were drafted and how many remain
+    for _ in range(10):
+        message = await communicator.receive_from(timeout=90)
+        if message.startswith("{") and '"drafting"' in message:
+            break
+    event = json.loads(message)
+    assert event["event"] == "drafting"
+    assert event["payload"]["drafted"] == 3 and event["payload"]["remaining"] == 0
+    await communicator.disconnect()
