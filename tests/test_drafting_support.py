@@ -11,6 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management import call_command
 
+from tests.model_helpers import save_random_lora_adapter
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -24,22 +26,10 @@ def tiny_model_path() -> Path:
 @functools.cache
 def lora_adapter_path(seed: int = 1) -> Path:
     """A LoRA over the tiny model with random B matrices (a fresh LoRA is the identity)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     out = Path(settings.VAR_DIR) / "test-models" / f"lora-{seed}"
     if (out / "adapter_config.json").exists():
         return out
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_path())
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator))
-    peft_model.save_pretrained(out)
-    return out
+    return save_random_lora_adapter(tiny_model_path(), out, seed)
 
 
 def version_deploy(project, *, name="v1", adapter_path="", actor=None, **generation):

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
 
+from tests.model_helpers import save_random_lora_adapter
 from training.engine.device import pick_device, pick_dtype
 from training.engine.inference import Drafter, generated_token_mask, sequence_confidence
 
@@ -114,26 +113,13 @@ def test_plain_template_is_used_without_a_chat_template(tiny_model_dir, tmp_path
     assert drafter.draft(["Where is it?"], max_new_tokens=4)[0].num_tokens >= 1
 
 
-def _save_lora_adapter(model_dir: Path, out_dir: Path, seed: int) -> Path:
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    # A fresh LoRA has lora_B = 0 (identity); random B makes the adapter actually change the model.
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator))
-    peft_model.save_pretrained(out_dir)
-    return out_dir
-
-
 def test_adapters_switch_without_reloading_the_base_model(tiny_model_dir, tmp_path):
     drafter = Drafter(tiny_model_dir, device=torch.device("cpu"))
     base_id = id(drafter.base_model)
     base = [d.text for d in drafter.draft(PROMPTS, max_new_tokens=MAX_NEW)]
 
-    drafter.load_adapter("support", _save_lora_adapter(tiny_model_dir, tmp_path / "a", seed=1))
-    drafter.load_adapter("billing", _save_lora_adapter(tiny_model_dir, tmp_path / "b", seed=2))
+    drafter.load_adapter("support", save_random_lora_adapter(tiny_model_dir, tmp_path / "a", seed=1))
+    drafter.load_adapter("billing", save_random_lora_adapter(tiny_model_dir, tmp_path / "b", seed=2))
     assert drafter.active_adapter is None
     assert [d.text for d in drafter.draft(PROMPTS, max_new_tokens=MAX_NEW)] == base  # loading uses nothing
 
