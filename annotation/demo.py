@@ -71,3 +71,42 @@ DEMO_PROMPTS = [
     "我买的耳机只有一边有声音，能换新吗？",
     "海外地址可以下单吗？",
 ]
+
+# Approved-style answers for most demo prompts: the demo's tiny model is warmed up on them, so its drafts
+# read like answers (and it drafts the rest imperfectly, which is what people are there to fix).
+DEMO_ANSWERS = {
+    DEMO_PROMPTS[
+        0
+    ]: "Sorry for the wait. Tracking can take 48 hours to update; I have checked and your parcel is "
+    "on its way. You can follow it on your order page.",
+    DEMO_PROMPTS[
+        1
+    ]: "You can return unworn shoes within 30 days. Open your order page, choose Return, and print "
+    "the free label.",
+    DEMO_PROMPTS[
+        2
+    ]: "If the order has not shipped yet, you can change the address on your order page under Edit delivery.",
+    DEMO_PROMPTS[
+        3
+    ]: "I am sorry it arrived broken. Please send us a photo from your order page and we will send "
+    "a replacement.",
+    DEMO_PROMPTS[4]: "Yes, we ship to Canada. Delivery usually takes 5 to 8 working days.",
+    DEMO_PROMPTS[
+        5
+    ]: "Sorry about that. A double charge is usually a pending authorisation that disappears within "
+    "3 days; if not, we will refund it.",
+    DEMO_PROMPTS[6]: "Click Forgot password on the login page and follow the link we e-mail you.",
+    DEMO_PROMPTS[8]: "We accept credit cards, debit cards, PayPal and Alipay.",
+    DEMO_PROMPTS[9]: "Yes. If it has not shipped, open your order page and choose Cancel order.",
+    DEMO_PROMPTS[11]: "Refunds reach your card within 5 to 10 working days after we receive the return.",
+    DEMO_PROMPTS[13]: "Yes, choose Store pickup at checkout and we will tell you when it is ready.",
+    DEMO_PROMPTS[17]: "Sorry for the mix-up. You can exchange it for free from your order page.",
+    DEMO_PROMPTS[20]: "您好，订单通常在付款后48小时内发货，发货后您可以在订单页面查看物流信息。",
+    DEMO_PROMPTS[21]: "非常抱歉给您带来不便。请在订单页面上传商品照片并申请退货，我们会尽快为您处理。",
+    DEMO_PROMPTS[22]: "如果订单尚未发货，您可以在订单页面点击修改地址。",
+    DEMO_PROMPTS[23]: "退款会在我们收到退货后5到10个工作日内退回到您的原支付账户。",
+    DEMO_PROMPTS[24]: "目前暂不支持货到付款，您可以使用银行卡、支付宝或微信支付。",
+    DEMO_PROMPTS[25]: "请确认优惠券是否在有效期内，并且订单金额满足使用条件。",
+    DEMO_PROMPTS[28]: "请登录账户，在账户设置中选择修改手机号，并按提示完成验证。",
+    DEMO_PROMPTS[29]: "非常抱歉。请先询问家人或快递柜，如仍未找到，请联系我们，我们会为您核实。",
+}

@@ -62,7 +62,7 @@ def test_candidates_are_stored_ranked_and_low_confidence_routes_to_experts(celer
 
 
 @pytest.mark.django_db
-def test_seed_demo_deploys_the_tiny_model_once(settings, tmp_path):
+def test_seed_demo_deploys_the_demo_model_once(settings, tmp_path):
     settings.HANDOVER_BASE_MODEL = ""
     settings.HANDOVER_MODELS_DIR = tmp_path
     from django.core.management import call_command
@@ -73,5 +73,6 @@ def test_seed_demo_deploys_the_tiny_model_once(settings, tmp_path):
     call_command("seed_demo")
 
     deployed = ModelVersion.objects.get(status="deployed")
-    assert deployed.base_model == str(tmp_path / "tiny") and (tmp_path / "tiny" / "config.json").exists()
+    # the tiny model, warmed up on the demo answers (training/demo.py), built once
+    assert deployed.base_model == str(tmp_path / "demo") and (tmp_path / "demo" / "config.json").exists()
     assert ModelVersion.objects.count() == 1

@@ -1,8 +1,12 @@
 """The demo's model: build the tiny model when no base model is configured, deploy it, draft the items."""
 
-from django.conf import settings
-from django.core.management import call_command
+import shutil
+import tempfile
+from pathlib import Path
 
+from django.conf import settings
+
+from annotation.demo import DEMO_ANSWERS, DEMO_PROJECT, DEMO_PROMPTS
 from annotation.models import Project
 
 from .selectors import model_version_deployed
@@ -15,18 +19,55 @@ from .services import (
 )
 
 DEMO_GENERATION = {"max_new_tokens": 48, "temperature": 0.8, "seed": 0}
+# A short full fine-tune (about 10 s on two CPU cores) that takes the tiny model from noise to drafts that
+# read like answers: ROUGE-L about 0.75 against the demo answers, confidences between 0.5 and 0.75.
+DEMO_WARM_UP = {
+    "method": "full",
+    "learning_rate": 3e-3,
+    "max_steps": 200,
+    "batch_size": 8,
+    "max_seq_len": 160,
+    "warmup_ratio": 0.05,
+}
+
+
+def demo_model_build(out_dir: Path, stdout=None) -> Path:
+    """The demo's base model, built once: the tiny model with its tokenizer trained on the demo's texts,
+    fine-tuned on the demo's answers. It is moved into place only when complete."""
+    from .engine.tiny_model import build_tiny_model, default_corpus
+    from .engine.trainer import TrainConfig, train
+
+    if (out_dir / "config.json").exists():
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if stdout is not None:
+        stdout.write("Building the demo model (a tiny model warmed up on the demo answers; about 15 s).")
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as work:
+        texts = default_corpus() + DEMO_PROMPTS + list(DEMO_ANSWERS.values())
+        base = build_tiny_model(Path(work) / "tiny", texts)
+        template = DEMO_PROJECT["prompt_template"]
+        samples = [
+            {"input": template.format(input=q, context=""), "output": a} for q, a in DEMO_ANSWERS.items()
+        ]
+        result = train(
+            TrainConfig(output_dir=str(Path(work) / "run"), seed=0, **DEMO_WARM_UP), str(base), samples
+        )
+        shutil.move(str(result.model_dir), str(out_dir))
+    return out_dir
 
 
 def demo_model_ensure(*, project: Project, stdout=None) -> None:
     """Idempotent: a second run finds the deployed version and only asks for drafts that are missing."""
     if model_version_deployed(project_id=project.pk) is None:
-        if not settings.HANDOVER_BASE_MODEL:
-            call_command("build_tiny_model", stdout=stdout)  # a no-op when the model is already there
+        if settings.HANDOVER_BASE_MODEL:
+            base_model = default_base_model()
+        else:
+            base_model = str(demo_model_build(settings.HANDOVER_MODELS_DIR / "demo", stdout=stdout))
         version = model_version_register(
             project=project,
             actor=None,
             name="demo base model",
-            base_model=default_base_model(),
+            base_model=base_model,
             generation=DEMO_GENERATION,
         )
         model_version_deploy(version_id=version.pk, actor=None)  # drafting starts on commit
