@@ -49,6 +49,7 @@ from .models import (
     TrainingRun,
 )
 from .selectors import model_version_deployed
+from .services import model_version_write
 
 logger = logging.getLogger(__name__)
 
@@ -364,16 +365,8 @@ def _event_send(project_id: int, event: str, payload: dict) -> None:
 def _version_reject(version: ModelVersion | None, *, actor, reason: str) -> None:
     if version is None or version.status in (ModelVersionStatus.DEPLOYED, ModelVersionStatus.RETIRED):
         return
-    from_state = version.status
-    version.status = ModelVersionStatus.REJECTED
-    version.save(update_fields=["status"])
-    audit_record(
-        actor=actor,
-        action="model_version.reject",
-        target=version,
-        project=version.project,
-        from_state=from_state,
-        to_state=version.status,
+    model_version_write(
+        version, to_status=ModelVersionStatus.REJECTED, actor=actor, action="model_version.reject",
         data={"reason": reason},
     )
 
@@ -738,16 +731,11 @@ def _evaluate(run: TrainingRun) -> str:
                 gate=gate,
             )
             return run.status
-        candidate = run.candidate
-        candidate.status = ModelVersionStatus.EVALUATED
-        candidate.save(update_fields=["status"])
-        audit_record(
+        model_version_write(
+            run.candidate,
+            to_status=ModelVersionStatus.EVALUATED,
             actor=None,
             action="model_version.evaluate",
-            target=candidate,
-            project=run.project,
-            from_state=ModelVersionStatus.CANDIDATE,
-            to_state=candidate.status,
             data=metrics,
         )
         _human_eval_open(run, samples)

@@ -115,6 +115,23 @@ def default_base_model() -> str:
 # --- the registry -------------------------------------------------------------------------------------
 
 
+def model_version_write(
+    version: ModelVersion, *, to_status: str, actor: AbstractBaseUser | None, action: str,
+    data: dict | None = None, **fields,
+) -> ModelVersion:
+    """Move a version to `to_status` (plus `fields`) and audit it; the caller holds the project's lock."""
+    from_state = version.status
+    version.status = to_status
+    for name, value in fields.items():
+        setattr(version, name, value)
+    version.save(update_fields=["status", *fields])
+    audit_record(
+        actor=actor, action=action, target=version, project=version.project, from_state=from_state,
+        to_state=to_status, data=data,
+    )
+    return version
+
+
 @transaction.atomic
 def model_version_register(
     *,
@@ -174,31 +191,16 @@ def model_version_deploy(
             raise Conflict(f"Version '{version.name}' was rejected; it cannot be deployed.", code="rejected")
         current = model_version_deployed(project_id=project.pk)
         if current is not None:
-            current.status = ModelVersionStatus.RETIRED
-            current.save(update_fields=["status"])
-            audit_record(
-                actor=actor,
-                action="model_version.retire",
-                target=current,
-                project=project,
-                from_state=ModelVersionStatus.DEPLOYED,
-                to_state=ModelVersionStatus.RETIRED,
+            current.project = project
+            model_version_write(
+                current, to_status=ModelVersionStatus.RETIRED, actor=actor, action="model_version.retire",
                 data={"replaced_by": version.pk},
             )
-        from_state = version.status
-        version.status = ModelVersionStatus.DEPLOYED
-        version.deployed_at = timezone.now()
-        version.save(update_fields=["status", "deployed_at"])
-        audit_record(
-            actor=actor,
-            action=action,
-            target=version,
-            project=project,
-            from_state=from_state,
-            to_state=version.status,
-            data={"previous": current.pk if current else None},
-        )
         version.project = project
+        model_version_write(
+            version, to_status=ModelVersionStatus.DEPLOYED, actor=actor, action=action,
+            data={"previous": current.pk if current else None}, deployed_at=timezone.now(),
+        )
         from .runs import runs_mark_promoted
 
         runs_mark_promoted(version=version, actor=actor)
