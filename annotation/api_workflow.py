@@ -6,7 +6,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import selectors, workflow
+from . import selectors, workflow, workflow_sql
 from .serializers_workflow import (
     RATE_STAGE,
     AutosaveSerializer,
@@ -29,10 +29,13 @@ class TaskNextApi(APIView):
         responses={200: TaskSerializer, 204: OpenApiResponse(description="Nothing to do")},
     )
     def post(self, request, project_id: int):
-        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
         serializer = ClaimSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         stage = serializer.validated_data["stage"]
+        task = workflow_sql.task_claim_from_queue(project_id=project_id, user_id=request.user.pk, stage=stage)
+        if task is not None:
+            return Response(task)
+        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
         if stage == RATE_STAGE:
             from review.api_rating import rating_task_data
             from review.rating import rating_claim_next
@@ -58,6 +61,11 @@ class ItemSubmitApi(APIView):
     def post(self, request, item_id: int):
         serializer = SubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        submitted = workflow_sql.item_submit(
+            item_id=item_id, user_id=request.user.pk, **serializer.validated_data
+        )
+        if submitted is not None:
+            return Response(submitted)
         item = workflow.item_submit(item_id=item_id, user=request.user, **serializer.validated_data)
         return Response(ItemSerializer(item).data)
 

@@ -204,7 +204,9 @@ def import_job_start(*, job_id: int) -> ImportJob | None:
     failed with that reason rather than run twice.
     """
     now = timezone.now()
-    job = ImportJob.objects.select_for_update().select_related("project").filter(pk=job_id).first()
+    job = (
+        ImportJob.objects.select_for_update(of=("self",)).select_related("project").filter(pk=job_id).first()
+    )
     if job is None:
         return None
     if job.status == ImportStatus.RUNNING and _heartbeat_stale(job, now):
@@ -232,7 +234,7 @@ def import_jobs_fail_stale() -> int:
     cutoff = now - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT)
     with transaction.atomic():
         stale = list(
-            ImportJob.objects.select_for_update(skip_locked=True)
+            ImportJob.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("project")
             .filter(status=ImportStatus.RUNNING, heartbeat_at__lt=cutoff)
             .order_by("pk")

@@ -91,8 +91,13 @@ def project_update(*, project: Project, actor: AbstractBaseUser, **changes) -> P
     project.save()
     changed = {name: value for name, value in changes.items() if before[name] != value}
     if changed:
-        audit_record(actor=actor, action="project.update", target=project, project=project,
-                     data={"changed": sorted(changed)})
+        audit_record(
+            actor=actor,
+            action="project.update",
+            target=project,
+            project=project,
+            data={"changed": sorted(changed)},
+        )
     return project
 
 

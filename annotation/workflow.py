@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict, NotAllowed, NotFound
+from core.realtime import first_in_window
 
 from .models import AuditEvent, Autosave, Draft, Item, ItemStatus, Project, Revision, Role, Skip, Stage
 from .permissions import check_project_role
@@ -49,7 +49,11 @@ def lease_duration() -> timedelta:
 def item_lock(item_id: int) -> Item:
     """The item row, locked until the transaction ends. Call inside transaction.atomic()."""
     try:
-        return Item.objects.select_for_update(no_key=True).select_related("project").get(pk=item_id)
+        return (
+            Item.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("project")
+            .get(pk=item_id)
+        )
     except Item.DoesNotExist:
         raise NotFound("Item not found.") from None
 
@@ -156,10 +160,12 @@ def lease_cleared() -> dict:
 
 
 def project_counts_changed(project_id: int) -> None:
-    """Schedule one state-counts broadcast per project per second, however many transitions happen."""
+    """Schedule one state-counts broadcast per project per second, however many transitions happen.
+    The broadcast runs when its second is over and reads the counts then, so it covers every change
+    made while it waited."""
 
     def send():
-        if cache.add(f"counts-broadcast:{project_id}", 1, timeout=1):
+        if first_in_window(f"counts:{project_id}", 1):
             from .tasks import project_state_counts_broadcast
 
             project_state_counts_broadcast.apply_async((project_id,), countdown=1)
@@ -264,7 +270,7 @@ def leases_expire(*, now: datetime | None = None) -> int:
     while True:
         with transaction.atomic():
             batch = list(
-                Item.objects.select_for_update(skip_locked=True, no_key=True)
+                Item.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
                 .select_related("project")
                 .filter(leased_by__isnull=False, lease_expires_at__lt=now)
                 .order_by("pk")[:500]

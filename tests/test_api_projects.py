@@ -181,8 +181,15 @@ def test_session_auth_works_for_the_browser(client, people, project):
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("anonymous", 401), ("outsider", 404), ("annotator", 403), ("expert", 403),
-     ("domain_reviewer", 403), ("admin", 200), ("staff", 200)],
+    [
+        ("anonymous", 401),
+        ("outsider", 404),
+        ("annotator", 403),
+        ("expert", 403),
+        ("domain_reviewer", 403),
+        ("admin", 200),
+        ("staff", 200),
+    ],
 )
 def test_only_project_admins_change_settings(api, people, project, name, expected):
     response = api(actor(people, name)).patch(
@@ -201,12 +208,14 @@ def test_only_project_admins_change_settings(api, people, project, name, expecte
 
 @pytest.mark.parametrize(
     "change, field",
-    [({"training_hyperparameters": {"learning_rate": -1}}, "learning_rate"),
-     ({"training_hyperparameters": {"colour": 1}}, "colour"),
-     ({"golden_item_ids": [999999]}, "golden_item_ids"),
-     ({"compliance_phrases": [""]}, "compliance_phrases"),
-     ({"draft_candidates": 6}, "draft_candidates"),
-     ({"prompt_template": "no placeholder"}, "{input}")],
+    [
+        ({"training_hyperparameters": {"learning_rate": -1}}, "learning_rate"),
+        ({"training_hyperparameters": {"colour": 1}}, "colour"),
+        ({"golden_item_ids": [999999]}, "golden_item_ids"),
+        ({"compliance_phrases": [""]}, "compliance_phrases"),
+        ({"draft_candidates": 6}, "draft_candidates"),
+        ({"prompt_template": "no placeholder"}, "{input}"),
+    ],
 )
 def test_bad_settings_are_refused_by_name(api, people, project, change, field):
     response = api(people["admin"]).patch(f"/api/projects/{project.pk}/", change, format="json")

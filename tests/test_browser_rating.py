@@ -14,8 +14,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 def test_rater_scores_with_digit_keys_and_sees_the_weighted_score(page, live_asgi, people, project):
     # given a response to score on the default rubric (accuracy .4, politeness .3, usefulness .3)
     response = response_create(
-        project=project, actor=people["admin"], input="Where is my parcel?",
-        text="It left our depot this morning; track it on the order page.", origin="external",
+        project=project,
+        actor=people["admin"],
+        input="Where is my parcel?",
+        text="It left our depot this morning; track it on the order page.",
+        origin="external",
     )
     log_in(page, live_asgi, "expert")
     page.goto(f"{live_asgi}/projects/{project.pk}/rate/")
@@ -45,12 +48,20 @@ def test_agreement_dashboard_draws_its_charts(page, live_asgi, people, project):
     raters = [people["expert"], people["domain_reviewer"], UserFactory(username="rater3")]
     MembershipFactory(project=project, user=raters[2], role="expert")
     for n in range(10):
-        response = response_create(project=project, actor=people["admin"], input=f"Question {n}?",
-                                   text=f"Answer {n}.", origin="external")
+        response = response_create(
+            project=project,
+            actor=people["admin"],
+            input=f"Question {n}?",
+            text=f"Answer {n}.",
+            origin="external",
+        )
         for offset, rater in enumerate(raters):
             score = 1 + (n + (offset == 2 and n % 3 == 0)) % 5
-            rating_submit(response_id=response.pk, rater=rater,
-                          scores={"accuracy": score, "politeness": score, "usefulness": 1 + n % 5})
+            rating_submit(
+                response_id=response.pk,
+                rater=rater,
+                scores={"accuracy": score, "politeness": score, "usefulness": 1 + n % 5},
+            )
     log_in(page, live_asgi, "admin")
     page.goto(f"{live_asgi}/projects/{project.pk}/agreement/")
     page.wait_for_function("window.Chart && Object.keys(Chart.instances).length >= 2")

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 
+from annotation import workflow_sql
 from annotation.models import AuditEvent, Item, Stage
 from annotation.workflow import item_claim_next, item_submit
 from core.errors import Conflict
@@ -47,6 +48,46 @@ def test_fifty_threads_claim_every_item_exactly_once(project):
     assert len(set(claimed)) == 500
     assert AuditEvent.objects.filter(action="item.claim").count() == 500
     assert not Item.objects.filter(project=project, leased_by__isnull=False).exists()
+
+
+def test_fifty_threads_through_the_single_statement_path_claim_every_item_once(project):
+    # given 500 items and 50 annotators using the API's single-statement claim and submit
+    ItemFactory.create_batch(500, project=project)
+    annotators = [UserFactory() for _ in range(50)]
+    for user in annotators:
+        MembershipFactory(project=project, user=user, role="annotator")
+    claimed: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(50)
+
+    def work(user):
+        start.wait()
+        try:
+            while True:
+                task = workflow_sql.task_claim_from_queue(
+                    project_id=project.pk, user_id=user.pk, stage=Stage.ANNOTATE
+                )
+                if task is None:
+                    return
+                with lock:
+                    claimed.append(task["item"]["id"])
+                done = workflow_sql.item_submit(
+                    item_id=task["item"]["id"], user_id=user.pk, text="done", version=task["item"]["version"]
+                )
+                assert done is not None and done["status"] == "submitted"
+        finally:
+            connections.close_all()
+
+    # when they all claim and submit at once until the queue is empty
+    with ThreadPoolExecutor(50) as pool:
+        list(pool.map(work, annotators))
+
+    # then every item was claimed exactly once, and each claim and submission audited once
+    assert len(claimed) == 500
+    assert len(set(claimed)) == 500
+    assert AuditEvent.objects.filter(action="item.claim").count() == 500
+    assert AuditEvent.objects.filter(action="item.submit").count() == 500
+    assert Item.objects.filter(project=project, status="submitted", leased_by__isnull=True).count() == 500
 
 
 def test_two_concurrent_edits_of_one_revision_one_wins_and_nothing_is_lost(people, project):

@@ -227,10 +227,20 @@ def test_metadata_names_reviewers_per_tier_and_rubric_scores(people, project):
     annotate(project, people["annotator"], "Second try")
     review(project, people["expert"], "expert")
     review(project, people["domain_reviewer"], "domain")
-    response = response_create(project=project, actor=people["admin"], input=item.input, text="Second try",
-                               origin="human", item=item, author=people["annotator"])
-    rating_submit(response_id=response.pk, rater=people["expert"],
-                  scores={"accuracy": 5, "politeness": 4, "usefulness": 3})
+    response = response_create(
+        project=project,
+        actor=people["admin"],
+        input=item.input,
+        text="Second try",
+        origin="human",
+        item=item,
+        author=people["annotator"],
+    )
+    rating_submit(
+        response_id=response.pk,
+        rater=people["expert"],
+        scores={"accuracy": 5, "politeness": 4, "usefulness": 3},
+    )
     # when exported with metadata
     [sample] = list(export_samples(project=project, metadata=True))
     # then it names who approved at each tier since the rejection, and the rubric scores

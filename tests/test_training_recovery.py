@@ -89,8 +89,10 @@ def test_a_killed_worker_s_run_resumes_from_its_checkpoint_and_finishes(run_on_o
         worker = start_worker(queue, log)
         try:
             assert wait_until(
-                lambda: TrainingRun.objects.get(pk=run.pk).status not in (RunStatus.QUEUED, RunStatus.RUNNING,
-                                                                          RunStatus.EVALUATING),
+                lambda: (
+                    TrainingRun.objects.get(pk=run.pk).status
+                    not in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.EVALUATING)
+                ),
                 timeout=180,
             ), (tmp_path / "worker.log").read_text()[-3000:]
         finally:

@@ -324,7 +324,7 @@ def training_run_send_on_commit(*, run_id: int) -> None:
 
 
 def _run_lock(run_id: int) -> TrainingRun | None:
-    return TrainingRun.objects.select_for_update().select_related("project").filter(pk=run_id).first()
+    return TrainingRun.objects.select_for_update(of=("self",)).select_related("project").filter(pk=run_id).first()
 
 
 def _run_write(
@@ -422,7 +422,7 @@ def runs_mark_promoted(*, version: ModelVersion, actor) -> None:
     holds the project lock)."""
     waiting = (RunStatus.HUMAN_EVAL, RunStatus.AWAITING_DECISION)
     for run in (
-        TrainingRun.objects.select_for_update()
+        TrainingRun.objects.select_for_update(of=("self",))
         .select_related("project")
         .filter(candidate=version, status__in=waiting)
     ):

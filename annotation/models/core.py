@@ -99,7 +99,9 @@ class Project(models.Model):
         _("training hyper-parameters"),
         default=dict,
         blank=True,
-        help_text=_("Defaults for this project's runs (e.g. learning_rate, max_steps); a launch may override."),  # noqa: E501
+        help_text=_(
+            "Defaults for this project's runs (e.g. learning_rate, max_steps); a launch may override."
+        ),  # noqa: E501
     )
     golden_item_ids = models.JSONField(
         _("golden set"),

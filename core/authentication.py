@@ -1,0 +1,32 @@
+"""API token authentication that remembers, for a few seconds, which user a token belongs to.
+
+DRF's TokenAuthentication reads the token and its user on every request. On the work queue's hot
+path that read was a fifth of a claim's CPU (docs/PERFORMANCE.md), so each process keeps the answer
+for HANDOVER_TOKEN_CACHE_SECONDS. The price: a deleted token, or a user made inactive, keeps working
+for at most that long in a process that saw it recently. Roles are not cached; every endpoint still
+checks them against the database.
+"""
+
+import copy
+import time
+
+from django.conf import settings
+from rest_framework.authentication import TokenAuthentication
+
+_MAX_ENTRIES = 10_000
+_known: dict[str, tuple[float, object, object]] = {}  # key -> (valid until, user, token)
+
+
+class CachedTokenAuthentication(TokenAuthentication):
+    def authenticate_credentials(self, key):
+        now = time.monotonic()
+        known = _known.get(key)
+        if known is not None and known[0] > now:
+            return copy.copy(known[1]), known[2]  # a copy: requests may set attributes on their user
+        user, token = super().authenticate_credentials(key)  # raises AuthenticationFailed
+        if settings.HANDOVER_TOKEN_CACHE_SECONDS > 0:
+            if len(_known) >= _MAX_ENTRIES:
+                _known.clear()
+            _known[key] = (now + settings.HANDOVER_TOKEN_CACHE_SECONDS, user, token)
+        return copy.copy(user), token
+

@@ -1,0 +1,64 @@
+"""What the work queue's hot path leans on: remembered API tokens and the once-per-window gate."""
+
+import time
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from core import authentication
+from core.realtime import _window_open_until, first_in_window
+
+from .conftest import api_client_for
+
+
+@pytest.fixture(autouse=True)
+def forget_tokens():
+    authentication._known.clear()
+    yield
+    authentication._known.clear()
+
+
+def test_a_deleted_token_works_only_until_the_process_forgets_it(settings, people, project):
+    # given a token this process has just seen, remembered for one second
+    settings.HANDOVER_TOKEN_CACHE_SECONDS = 1
+    client = api_client_for(people["annotator"])
+    assert client.get(f"/api/projects/{project.pk}/").status_code == 200
+
+    # when the token is deleted
+    Token.objects.filter(user=people["annotator"]).delete()
+
+    # then it still works within the second, and is refused after it
+    assert client.get(f"/api/projects/{project.pk}/").status_code == 200
+    time.sleep(1.1)
+    assert client.get(f"/api/projects/{project.pk}/").status_code == 401
+
+
+def test_with_no_memory_a_deleted_token_is_refused_at_once(settings, people, project):
+    settings.HANDOVER_TOKEN_CACHE_SECONDS = 0
+    client = api_client_for(people["annotator"])
+    assert client.get(f"/api/projects/{project.pk}/").status_code == 200
+    Token.objects.filter(user=people["annotator"]).delete()
+    assert client.get(f"/api/projects/{project.pk}/").status_code == 401
+
+
+def test_roles_are_not_remembered_with_the_token(people, project):
+    # given a remembered token
+    client = api_client_for(people["annotator"])
+    assert client.get(f"/api/projects/{project.pk}/").status_code == 200
+
+    # when the user leaves the project, the next request is refused at once
+    project.memberships.filter(user=people["annotator"]).delete()
+    assert client.get(f"/api/projects/{project.pk}/").status_code == 404
+
+
+def test_first_in_window_opens_one_window_across_processes():
+    key = f"test-window-{time.time_ns()}"
+    # the first caller opens the window; the same process is answered from memory after that
+    assert first_in_window(key, 0.5) is True
+    assert first_in_window(key, 0.5) is False
+    # another process (no memory of the window) is told by Redis that it is open
+    _window_open_until.pop(key)
+    assert first_in_window(key, 0.5) is False
+    # once the window is over, the next caller opens a new one
+    time.sleep(0.6)
+    assert first_in_window(key, 0.5) is True
