@@ -324,7 +324,12 @@ def training_run_send_on_commit(*, run_id: int) -> None:
 
 
 def _run_lock(run_id: int) -> TrainingRun | None:
-    return TrainingRun.objects.select_for_update(of=("self",)).select_related("project").filter(pk=run_id).first()
+    return (
+        TrainingRun.objects.select_for_update(of=("self",))
+        .select_related("project")
+        .filter(pk=run_id)
+        .first()
+    )
 
 
 def _run_write(
@@ -366,7 +371,10 @@ def _version_reject(version: ModelVersion | None, *, actor, reason: str) -> None
     if version is None or version.status in (ModelVersionStatus.DEPLOYED, ModelVersionStatus.RETIRED):
         return
     model_version_write(
-        version, to_status=ModelVersionStatus.REJECTED, actor=actor, action="model_version.reject",
+        version,
+        to_status=ModelVersionStatus.REJECTED,
+        actor=actor,
+        action="model_version.reject",
         data={"reason": reason},
     )
 
