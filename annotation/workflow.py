@@ -5,6 +5,7 @@ the lock, writes, bumps the version and appends the audit event, in one transact
 decisions (approve / edit / reject) live in review.services and use the same helpers.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +21,8 @@ from core.realtime import first_in_window
 from .models import AuditEvent, Autosave, Draft, Item, ItemStatus, Project, Revision, Role, Skip, Stage
 from .permissions import check_project_role
 from .services import audit_record
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -165,10 +168,13 @@ def project_counts_changed(project_id: int) -> None:
     made while it waited."""
 
     def send():
-        if first_in_window(f"counts:{project_id}", 1):
-            from .tasks import project_state_counts_broadcast
+        try:
+            if first_in_window(f"counts:{project_id}", 1):
+                from .tasks import project_state_counts_broadcast
 
-            project_state_counts_broadcast.apply_async((project_id,), countdown=1)
+                project_state_counts_broadcast.apply_async((project_id,), countdown=1)
+        except Exception:  # the transition has committed: a missed live update must not fail it
+            logger.warning("Could not schedule the counts broadcast of project %s", project_id, exc_info=True)
 
     transaction.on_commit(send)
 

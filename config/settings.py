@@ -117,8 +117,10 @@ HANDOVER_BASE_MODEL = env.str("HANDOVER_BASE_MODEL", default="")
 
 # How long a claimed task stays leased without the page renewing it.
 HANDOVER_LEASE_MINUTES = env.int("HANDOVER_LEASE_MINUTES", default=30)
-# Threads per web process serving HTTP (config/asgi.py); `ask` holds one while it waits for the model.
-HANDOVER_WEB_THREADS = env.int("HANDOVER_WEB_THREADS", default=16)
+# Threads per web process serving HTTP (config/asgi.py): a few for ordinary requests, more for those
+# that wait long (`ask` holds one while the model answers; exports stream a file).
+HANDOVER_WEB_THREADS = env.int("HANDOVER_WEB_THREADS", default=4)
+HANDOVER_WEB_LONG_THREADS = env.int("HANDOVER_WEB_LONG_THREADS", default=16)
 # How long a web process trusts its memory of which user an API token belongs to (core.authentication).
 HANDOVER_TOKEN_CACHE_SECONDS = env.int("HANDOVER_TOKEN_CACHE_SECONDS", default=10)
 

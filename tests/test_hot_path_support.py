@@ -62,3 +62,23 @@ def test_first_in_window_opens_one_window_across_processes():
     # once the window is over, the next caller opens a new one
     time.sleep(0.6)
     assert first_in_window(key, 0.5) is True
+
+
+def test_a_claim_stands_when_redis_cannot_take_the_live_update(monkeypatch, api, people, project):
+    # given Redis unreachable for the live-counts gate
+    import redis
+
+    from core import realtime
+
+    from .factories import ItemFactory
+
+    ItemFactory(project=project)
+    monkeypatch.setattr(realtime, "_redis_client", redis.Redis(port=1, socket_connect_timeout=0.2))
+    monkeypatch.setattr(realtime, "_window_open_until", {})
+
+    # when the annotator claims, the claim is answered and kept
+    response = api(people["annotator"]).post(
+        f"/api/projects/{project.pk}/tasks/next/", {"stage": "annotate"}, format="json"
+    )
+    assert response.status_code == 200
+    assert project.items.get().leased_by == people["annotator"]
