@@ -116,8 +116,13 @@ def default_base_model() -> str:
 
 
 def model_version_write(
-    version: ModelVersion, *, to_status: str, actor: AbstractBaseUser | None, action: str,
-    data: dict | None = None, **fields,
+    version: ModelVersion,
+    *,
+    to_status: str,
+    actor: AbstractBaseUser | None,
+    action: str,
+    data: dict | None = None,
+    **fields,
 ) -> ModelVersion:
     """Move a version to `to_status` (plus `fields`) and audit it; the caller holds the project's lock."""
     from_state = version.status
@@ -126,8 +131,13 @@ def model_version_write(
         setattr(version, name, value)
     version.save(update_fields=["status", *fields])
     audit_record(
-        actor=actor, action=action, target=version, project=version.project, from_state=from_state,
-        to_state=to_status, data=data,
+        actor=actor,
+        action=action,
+        target=version,
+        project=version.project,
+        from_state=from_state,
+        to_state=to_status,
+        data=data,
     )
     return version
 
@@ -193,13 +203,20 @@ def model_version_deploy(
         if current is not None:
             current.project = project
             model_version_write(
-                current, to_status=ModelVersionStatus.RETIRED, actor=actor, action="model_version.retire",
+                current,
+                to_status=ModelVersionStatus.RETIRED,
+                actor=actor,
+                action="model_version.retire",
                 data={"replaced_by": version.pk},
             )
         version.project = project
         model_version_write(
-            version, to_status=ModelVersionStatus.DEPLOYED, actor=actor, action=action,
-            data={"previous": current.pk if current else None}, deployed_at=timezone.now(),
+            version,
+            to_status=ModelVersionStatus.DEPLOYED,
+            actor=actor,
+            action=action,
+            data={"previous": current.pk if current else None},
+            deployed_at=timezone.now(),
         )
         from .runs import runs_mark_promoted
 

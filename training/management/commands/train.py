@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="the project's slug")
         parser.add_argument("--method", choices=METHODS, default="lora")
-        parser.add_argument("--hyperparameters", default="{}", help='JSON, e.g. \'{"max_steps": 200}\'')
+        parser.add_argument("--hyperparameters", default="{}", help="JSON, e.g. '{\"max_steps\": 200}'")
         parser.add_argument("--base-model", default="", help="a local model directory (default: deployed)")
         parser.add_argument("--queue", action="store_true", help="send the run to a gpu worker instead")
 
