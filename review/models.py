@@ -113,6 +113,8 @@ class Response(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the response is no longer wanted for rating (its human evaluation round ended).
+    closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]

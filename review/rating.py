@@ -193,6 +193,11 @@ def rating_submit(*, response_id: int, rater: AbstractBaseUser, scores: dict) ->
     check_project_role(user=rater, project=project, roles=RATER_ROLES)
     if response.author_id is not None and response.author_id == rater.pk:
         raise ApplicationError("You cannot rate a response you wrote.", code="own_response")
+    if response.closed_at is not None:
+        raise Conflict(
+            "This response takes no more ratings: the evaluation round it belonged to has ended.",
+            code="response_closed",
+        )
     rubric = rubric_current(project=project)
     dimensions = rubric_dimensions(rubric)
     problems = scores_validate(dimensions, scores)
@@ -242,7 +247,7 @@ def _claimable(*, project: Project, user: AbstractBaseUser, now, skip: set[int])
         "assignments", filter=Q(assignments__expires_at__gt=now), distinct=True
     )
     return (
-        Response.objects.filter(project=project)
+        Response.objects.filter(project=project, closed_at__isnull=True)
         .exclude(pk__in=skip)
         .exclude(author=user)
         .exclude(ratings__rater=user)
@@ -264,7 +269,9 @@ def rating_claim_next(*, project: Project, user: AbstractBaseUser) -> Response |
     check_project_role(user=user, project=project, roles=RATER_ROLES)
     now = timezone.now()
     held = (
-        RatingAssignment.objects.filter(rater=user, response__project=project, expires_at__gt=now)
+        RatingAssignment.objects.filter(
+            rater=user, response__project=project, response__closed_at__isnull=True, expires_at__gt=now
+        )
         .order_by("pk")
         .select_related("response")
         .first()

@@ -116,6 +116,7 @@ def response_view(*, response: Response, user: AbstractBaseUser) -> dict:
         "input": response.input,
         "text": response.text,
         "created_at": response.created_at,
+        "closed_at": response.closed_at,  # no more ratings once its evaluation round has ended
         "blind": blind and not is_admin,
         "my_rating": _rating_dict(mine) if mine else None,
     }

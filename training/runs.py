@@ -337,6 +337,8 @@ def _run_write(
 ):
     """Apply a transition to a locked run, with its audit event and a live event on commit."""
     from_status = run.status
+    if from_status == RunStatus.HUMAN_EVAL and to_status != RunStatus.HUMAN_EVAL:
+        _human_eval_close(run)
     run.status = to_status
     run.status_reason = reason
     if to_status in FINISHED_RUN_STATES or to_status == RunStatus.AWAITING_DECISION:
@@ -356,6 +358,20 @@ def _run_write(
     project_id, payload = run.project_id, {"run": run.pk, "status": to_status, "reason": reason}
     transaction.on_commit(lambda: _event_send(project_id, "training_status", payload))
     return run
+
+
+def _human_eval_close(run: TrainingRun) -> None:
+    """The run's blind round is over (concluded, cancelled, rejected, failed): its responses leave the
+    rate queue, so nobody spends time rating outputs that no longer decide anything. Ratings already
+    given are kept."""
+    from review.models import Response
+
+    pairs = HumanEvalPair.objects.filter(round__run=run)
+    ids = [
+        *pairs.values_list("candidate_response", flat=True),
+        *pairs.values_list("baseline_response", flat=True),
+    ]
+    Response.objects.filter(pk__in=ids, closed_at__isnull=True).update(closed_at=timezone.now())
 
 
 def _event_send(project_id: int, event: str, payload: dict) -> None:
