@@ -31,7 +31,9 @@ def navigation(request):
     projects = list(project_list_for_user(user=user))
     roles = roles_by_project(user=user)
     match = getattr(request, "resolver_match", None)
+    # Pages under a project name it in the URL; others (an item's timeline) say which on the request.
     project_id = match.kwargs.get("project_id") if match else None
+    project_id = project_id or getattr(request, "nav_project_id", None)
     current = next((p for p in projects if p.pk == project_id), None)
     menu: list[dict] = []
     if current is not None:

@@ -136,6 +136,7 @@ def item_detail(request, item_id: int):
         item = selectors.item_get_for_user(user=request.user, item_id=item_id)
     except NotFound:
         raise Http404 from None
+    request.nav_project_id = item.project_id  # the project's menu, as on its other pages
     return render(
         request,
         "annotation/item_detail.html",

@@ -73,3 +73,13 @@ def test_seed_demo_is_idempotent_and_users_can_log_in(client):
     for username, role, _ in DEMO_USERS:
         assert project.memberships.filter(user__username=username, role=role).exists()
         assert client.login(username=username, password=f"{username}-demo-pass")
+
+
+def test_an_items_timeline_shows_its_projects_menu(client, people, project):
+    # given an item of the project
+    item = Item.objects.create(project=project, input="Where is my order?", content_hash="x" * 64)
+    client.force_login(people["annotator"])
+
+    # when the annotator opens its timeline, the project's menu is there, with their work queue
+    page = client.get(f"/items/{item.pk}/").content.decode()
+    assert f'href="/projects/{project.pk}/work/annotate/"' in page
