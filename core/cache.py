@@ -1,7 +1,7 @@
 """A Redis connection pool shared by the whole process, for Django's Redis cache.
 
-Under ASGI, Django builds a cache object per request context, and each one would open its own pool
-and so a new Redis connection per request. This pool class hands every cache object the same pool
+Django builds a cache object per thread (and per request context under ASGI), and each one would
+open its own pool and so its own Redis connections. This pool class hands every cache object the same pool
 per URL; redis-py resets a pool's connections itself after a fork (Celery's prefork workers).
 """
 
