@@ -18,7 +18,32 @@ from .workflow_helpers import annotate, claim
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_fifty_threads_claim_every_item_exactly_once(project):
+def claim_and_submit_through_the_services(project, user) -> int | None:
+    item = item_claim_next(project=project, user=user, stage=Stage.ANNOTATE)
+    if item is None:
+        return None
+    item_submit(item_id=item.pk, user=user, text="done", version=item.version)
+    return item.pk
+
+
+def claim_and_submit_in_single_statements(project, user) -> int | None:
+    """The API's path (annotation.workflow_sql)."""
+    task = workflow_sql.task_claim_from_queue(project_id=project.pk, user_id=user.pk, stage=Stage.ANNOTATE)
+    if task is None:
+        return None
+    item = task["item"]
+    done = workflow_sql.item_submit(item_id=item["id"], user_id=user.pk, text="done", version=item["version"])
+    assert done is not None and done["status"] == "submitted"
+    return item["id"]
+
+
+@pytest.mark.parametrize(
+    "claim_and_submit",
+    [claim_and_submit_through_the_services, claim_and_submit_in_single_statements],
+    ids=["services", "single_statements"],
+)
+def test_fifty_threads_claim_every_item_exactly_once(project, claim_and_submit):
+    # given 500 items and 50 annotators
     assert connection.vendor == "postgresql"
     ItemFactory.create_batch(500, project=project)
     annotators = [UserFactory() for _ in range(50)]
@@ -31,50 +56,9 @@ def test_fifty_threads_claim_every_item_exactly_once(project):
     def work(user):
         start.wait()
         try:
-            while True:
-                item = item_claim_next(project=project, user=user, stage=Stage.ANNOTATE)
-                if item is None:
-                    return
+            while (item_id := claim_and_submit(project, user)) is not None:
                 with lock:
-                    claimed.append(item.pk)
-                item_submit(item_id=item.pk, user=user, text="done", version=item.version)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(50) as pool:
-        list(pool.map(work, annotators))
-
-    assert len(claimed) == 500
-    assert len(set(claimed)) == 500
-    assert AuditEvent.objects.filter(action="item.claim").count() == 500
-    assert not Item.objects.filter(project=project, leased_by__isnull=False).exists()
-
-
-def test_fifty_threads_through_the_single_statement_path_claim_every_item_once(project):
-    # given 500 items and 50 annotators using the API's single-statement claim and submit
-    ItemFactory.create_batch(500, project=project)
-    annotators = [UserFactory() for _ in range(50)]
-    for user in annotators:
-        MembershipFactory(project=project, user=user, role="annotator")
-    claimed: list[int] = []
-    lock = threading.Lock()
-    start = threading.Barrier(50)
-
-    def work(user):
-        start.wait()
-        try:
-            while True:
-                task = workflow_sql.task_claim_from_queue(
-                    project_id=project.pk, user_id=user.pk, stage=Stage.ANNOTATE
-                )
-                if task is None:
-                    return
-                with lock:
-                    claimed.append(task["item"]["id"])
-                done = workflow_sql.item_submit(
-                    item_id=task["item"]["id"], user_id=user.pk, text="done", version=task["item"]["version"]
-                )
-                assert done is not None and done["status"] == "submitted"
+                    claimed.append(item_id)
         finally:
             connections.close_all()
 
@@ -87,7 +71,8 @@ def test_fifty_threads_through_the_single_statement_path_claim_every_item_once(p
     assert len(set(claimed)) == 500
     assert AuditEvent.objects.filter(action="item.claim").count() == 500
     assert AuditEvent.objects.filter(action="item.submit").count() == 500
-    assert Item.objects.filter(project=project, status="submitted", leased_by__isnull=True).count() == 500
+    assert not Item.objects.filter(project=project, leased_by__isnull=False).exists()
+    assert Item.objects.filter(project=project, status="submitted").count() == 500
 
 
 def test_two_concurrent_edits_of_one_revision_one_wins_and_nothing_is_lost(people, project):
