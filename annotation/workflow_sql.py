@@ -17,35 +17,21 @@ from datetime import datetime
 
 import psycopg
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, models
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
-from .models import ItemStatus, Stage
+from .models import Item, ItemStatus, Stage
+from .serializers_workflow import ItemSerializer
 
 _datetime = DateTimeField()  # renders datetimes exactly as the serializers do
 
-# The item's columns every answer carries, in ItemSerializer's order ("answer" is added separately).
-ITEM_FIELDS = [
-    "id",
-    "project_id",
-    "input",
-    "context",
-    "reference_output",
-    "external_id",
-    "source",
-    "status",
-    "priority",
-    "version",
-    "needs_expert",
-    "low_confidence",
-    "lease_stage",
-    "lease_expires_at",
-    "approved_at",
-    "created_at",
-    "updated_at",
-]
-_RETURNING = ", ".join(f"i.{name}" for name in ITEM_FIELDS)
+# What every answer carries of the item: ItemSerializer's fields, read from these columns.
+_COLUMN = {"project": "project_id"}
+# ("answer" is the current revision's text, not a column.)
+ITEM_COLUMNS = [_COLUMN.get(name, name) for name in ItemSerializer.Meta.fields if name != "answer"]
+_TIMESTAMPS = {f.name for f in Item._meta.fields if isinstance(f, models.DateTimeField)}
+_RETURNING = ", ".join(f"i.{column}" for column in ITEM_COLUMNS)
 
 
 def available() -> bool:
@@ -261,13 +247,11 @@ def _when(value) -> str | None:
 
 
 def _item_data(row: dict, *, answer: str | None) -> dict:
-    data = {name: row[name] for name in ITEM_FIELDS}
-    data["project"] = data.pop("project_id")
-    data["answer"] = answer
-    for name in ("lease_expires_at", "approved_at", "created_at", "updated_at"):
-        data[name] = _when(data[name])
-    order = ["id", "project", *ITEM_FIELDS[2:12], "answer", *ITEM_FIELDS[12:]]
-    return {name: data[name] for name in order}
+    data = {}
+    for name in ItemSerializer.Meta.fields:
+        value = answer if name == "answer" else row[_COLUMN.get(name, name)]
+        data[name] = _when(value) if name in _TIMESTAMPS else value
+    return data
 
 
 def _revision_data(revision: dict | None) -> dict | None:
