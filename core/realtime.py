@@ -7,6 +7,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from .cache import SharedConnectionPool
+
 
 def project_group(project_id: int) -> str:
     return f"project.{project_id}"
@@ -34,7 +36,8 @@ def first_in_window(key: str, seconds: float) -> bool:
     if _window_open_until.get(key, 0.0) > now:
         return False
     if _redis_client is None:
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL)  # thread-safe; resets after fork
+        # The process's pool that Django's cache uses too; thread-safe, and reset after a fork.
+        _redis_client = redis.Redis(connection_pool=SharedConnectionPool.from_url(settings.REDIS_URL))
     pipe = _redis_client.pipeline(transaction=False)
     pipe.set(f"handover:window:{key}", 1, nx=True, px=int(seconds * 1000))
     pipe.pttl(f"handover:window:{key}")
