@@ -166,17 +166,22 @@ def project_counts_changed(project_id: int) -> None:
     """Schedule one state-counts broadcast per project per second, however many transitions happen.
     The broadcast runs when its second is over and reads the counts then, so it covers every change
     made while it waited."""
+    transaction.on_commit(lambda: project_counts_broadcast_schedule(project_id))
 
-    def send():
-        try:
-            if first_in_window(f"counts:{project_id}", 1):
-                from .tasks import project_state_counts_broadcast
 
-                project_state_counts_broadcast.apply_async((project_id,), countdown=1)
-        except Exception:  # the transition has committed: a missed live update must not fail it
-            logger.warning("Could not schedule the counts broadcast of project %s", project_id, exc_info=True)
+def project_counts_broadcast_schedule(project_id: int) -> None:
+    """project_counts_changed's work, for a transition that has committed."""
+    try:
+        if first_in_window(counts_window(project_id), 1):
+            from .tasks import project_state_counts_broadcast
 
-    transaction.on_commit(send)
+            project_state_counts_broadcast.apply_async((project_id,), countdown=1)
+    except Exception:  # the transition has committed: a missed live update must not fail it
+        logger.warning("Could not schedule the counts broadcast of project %s", project_id, exc_info=True)
+
+
+def counts_window(project_id: int) -> str:
+    return f"counts:{project_id}"
 
 
 # --- claiming ----------------------------------------------------------------------------------------

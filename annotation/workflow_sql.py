@@ -62,7 +62,21 @@ def _task_parts_sql() -> str:
 def task_claim_from_queue(*, project_id: int, user_id: int, stage: str) -> dict | None:
     """Lease the next queued item of `stage` to the user and return the task, as TaskSerializer
     renders it; None when this path does not apply (see the module docstring)."""
-    from .workflow import STAGES, lease_duration, project_counts_changed
+    from .workflow import project_counts_changed
+
+    statement = claim_statement(project_id=project_id, user_id=user_id, stage=stage)
+    row = statement and _fetch_one(*statement)
+    if not row:
+        return None
+    task, status_changed = claim_result(row)
+    if status_changed:
+        project_counts_changed(project_id)
+    return task
+
+
+def claim_statement(*, project_id: int, user_id: int, stage: str) -> tuple[str, dict] | None:
+    """The claim as (sql, params), or None when no statement serves this stage."""
+    from .workflow import STAGES, lease_duration
 
     rule = STAGES.get(stage)
     if rule is None or not available():
@@ -126,20 +140,23 @@ def task_claim_from_queue(*, project_id: int, user_id: int, stage: str) -> dict 
         "now": now,
         "data": json.dumps({"stage": stage}),
     }
-    row = _fetch_one(sql, params)
-    if row is None:
-        return None
-    if row["status"] != row["from_status"]:
-        project_counts_changed(project_id)
-    return {
-        "item": _item_data(row, answer=(_json(row["revision"]) or {}).get("text")),
+    return sql, params
+
+
+def claim_result(row: dict) -> tuple[dict, bool]:
+    """The task as TaskSerializer renders it, and whether the item's state changed (which the live
+    counts must hear of)."""
+    revision = _json(row["revision"])
+    task = {
+        "item": _item_data(row, answer=(revision or {}).get("text")),
         "drafts": _json(row["drafts"]),
-        "revision": _revision_data(_json(row["revision"])),
+        "revision": _revision_data(revision),
         "autosave": _autosave_data(_json(row["autosave"])),
         "rejection": None,  # an item fresh from a queue did not come back from a reject
         "guidelines": row["guidelines"],
         "compliance_flags": _flattened(_json(row["compliance"])),
     }
+    return task, row["status"] != row["from_status"]
 
 
 def item_submit(
@@ -149,6 +166,20 @@ def item_submit(
     None when this path does not apply (see the module docstring)."""
     from .workflow import project_counts_changed
 
+    statement = submit_statement(
+        item_id=item_id, user_id=user_id, text=text, version=version, draft_id=draft_id
+    )
+    row = statement and _fetch_one(*statement)
+    if not row:
+        return None
+    project_counts_changed(row["project_id"])
+    return submit_result(row)
+
+
+def submit_statement(
+    *, item_id: int, user_id: int, text: str, version: int, draft_id: int | None = None
+) -> tuple[str, dict] | None:
+    """The submission as (sql, params), or None when there is nothing to submit."""
     text = (text or "").strip()
     if not text or not available():
         return None
@@ -183,7 +214,8 @@ def item_submit(
              status_before_lease = '', approved_at = NULL, updated_at = %(now)s
         FROM held, revision
        WHERE i.id = held.id
-      RETURNING {_RETURNING}, held.status AS from_status, revision.id AS revision_id
+      RETURNING {_RETURNING}, held.status AS from_status, revision.id AS revision_id,
+                %(text)s::text AS answer
     ), audit AS (
       INSERT INTO annotation_auditevent
              (project_id, actor_id, action, target_type, target_id, from_state, to_state, data, created_at)
@@ -204,11 +236,12 @@ def item_submit(
         "expert": str(ItemStatus.SUBMITTED),
         "domain": str(ItemStatus.DOMAIN_REVIEW),
     }
-    row = _fetch_one(sql, params)
-    if row is None:
-        return None
-    project_counts_changed(row["project_id"])
-    return _item_data(row, answer=text)
+    return sql, params
+
+
+def submit_result(row: dict) -> dict:
+    """The item after the submission, as ItemSerializer renders it."""
+    return _item_data(row, answer=row["answer"])
 
 
 # --- rendering rows as the serializers do -----------------------------------------------------------

@@ -26,6 +26,12 @@ _redis_client = None
 _window_open_until: dict[str, float] = {}  # key -> monotonic time this process knows a window is open
 
 
+def window_known_open(key: str) -> bool:
+    """Whether this process knows, without asking Redis, that `key`'s window is open (so
+    first_in_window would answer False)."""
+    return _window_open_until.get(key, 0.0) > time.monotonic()
+
+
 def first_in_window(key: str, seconds: float) -> bool:
     """True for the first caller in each `seconds`-long window across all processes: the caller then
     schedules whatever the window stands for, to run when the window closes. Everyone else gets
@@ -33,7 +39,7 @@ def first_in_window(key: str, seconds: float) -> bool:
     transitions costs one Redis round trip per process per window, not one each."""
     global _redis_client
     now = time.monotonic()
-    if _window_open_until.get(key, 0.0) > now:
+    if window_known_open(key):
         return False
     if _redis_client is None:
         # The process's pool that Django's cache uses too; thread-safe, and reset after a fork.

@@ -27,7 +27,7 @@ class OneHopWSGI:
     async def __call__(self, scope, receive, send):
         first = await receive()
         if first.get("more_body"):
-            return await self.streaming(scope, _replay(first, receive), send)
+            return await self.streaming(scope, replay(first, receive), send)
         environ = build_environ(scope, io.BytesIO(first.get("body", b"")))
         loop = asyncio.get_running_loop()
         run = contextvars.copy_context().run
@@ -70,7 +70,7 @@ def _start_message(status: str, headers) -> dict:
     }
 
 
-def _replay(first: dict, receive):
+def replay(first: dict, receive):
     """A receive() that gives `first` back before going on with the real one."""
     pending = [first]
 
