@@ -25,6 +25,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from annotation.hot_lane import WorkQueueLane  # noqa: E402
 from core.routing import websocket_urlpatterns  # noqa: E402
 from core.wsgi_pool import OneHopWSGI  # noqa: E402
 
@@ -43,7 +44,7 @@ class HttpPools:
 
 application = ProtocolTypeRouter(
     {
-        "http": HttpPools(django_wsgi_app),
+        "http": WorkQueueLane(HttpPools(django_wsgi_app)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -123,6 +123,10 @@ HANDOVER_WEB_THREADS = env.int("HANDOVER_WEB_THREADS", default=4)
 HANDOVER_WEB_LONG_THREADS = env.int("HANDOVER_WEB_LONG_THREADS", default=16)
 # How long a web process trusts its memory of which user an API token belongs to (core.authentication).
 HANDOVER_TOKEN_CACHE_SECONDS = env.int("HANDOVER_TOKEN_CACHE_SECONDS", default=10)
+# Plain claims and submissions answered on the event loop (annotation.hot_lane), on PostgreSQL, with
+# a pool of this many connections per web process.
+HANDOVER_HOT_LANE = env.bool("HANDOVER_HOT_LANE", default=True)
+HANDOVER_HOT_LANE_CONNECTIONS = env.int("HANDOVER_HOT_LANE_CONNECTIONS", default=8)
 
 # --- Django -----------------------------------------------------------------------------------------
 INSTALLED_APPS = [
