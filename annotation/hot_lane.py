@@ -62,6 +62,7 @@ PLAIN_HEADERS = frozenset(
         b"connection",
     }
 )
+JSON_ACCEPTS = frozenset({None, b"*/*", b"application/json"})  # what the lane's JSON answers
 JSON_TYPES = frozenset(
     {b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8"}
 )
@@ -140,7 +141,9 @@ class WorkQueueLane:
         async def noting(message):
             if message["type"] == "http.response.start" and message["status"] == 200:
                 headers = [(name, value) for name, value in message["headers"] if name != b"content-length"]
-                if not any(name == b"set-cookie" for name, _ in headers) and len(self.learned) < MAX_LEARNED:
+                names = {name: value for name, value in headers}
+                plain = names.get(b"content-type") == b"application/json" and b"set-cookie" not in names
+                if plain and len(self.learned) < MAX_LEARNED:
                     self.learned[key] = headers
             await send(message)
 
@@ -225,7 +228,10 @@ def _plain_headers(scope, first) -> dict | None:
         if name not in PLAIN_HEADERS or name in headers:
             return None
         headers[name] = value
-    if headers.get(b"content-type", b"").lower() not in JSON_TYPES:
+    if (
+        headers.get(b"content-type", b"").lower() not in JSON_TYPES
+        or headers.get(b"accept") not in JSON_ACCEPTS
+    ):
         return None
     return headers
 

@@ -258,6 +258,26 @@ def test_a_stale_submission_reaches_django_and_gets_409(project, annotator, toke
     assert Item.objects.filter(project=project, status="annotating").count() == 1
 
 
+def test_a_client_asking_for_html_is_always_answered_by_django(project, token):
+    # given items, and a client that asks for HTML (DRF's browsable API)
+    ItemFactory.create_batch(3, project=project)
+    html = [(b"accept", b"text/html")]
+
+    async def scenario(lane, django):
+        first = await post(lane, claim_path(project), {"stage": "annotate"}, token=token, headers=html)
+        again = await post(lane, claim_path(project), {"stage": "annotate"}, token=token, headers=html)
+        return first, again, django.calls
+
+    # when it claims twice
+    first, again, calls = run(scenario)
+
+    # then Django answered both, in HTML, and the lane learned nothing from them
+    assert calls == 2
+    for status, headers, _ in (first, again):
+        assert status == 200
+        assert dict(headers)[b"content-type"].startswith(b"text/html")
+
+
 def test_headers_are_learned_only_from_a_success(project, token):
     # given an item, and a first request that Django refuses
     ItemFactory.create_batch(2, project=project)
