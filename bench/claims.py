@@ -2,6 +2,7 @@
 
 Run with the throwaway services:  scripts/with-test-services.sh .venv/bin/python bench/claims.py
 Options: --items 1000000 --clients 32 --seconds 20 --rate 300 --workers 2
+(HANDOVER_HOT_LANE=false in the environment runs the server without annotation.hot_lane, to compare.)
 Prints p50/p95/p99 claim latency and claims/s for one client (the baseline), for N clients offering
 --rate claims/s between them (latency from each claim's scheduled start), and for N clients flat out.
 """
