@@ -8,6 +8,8 @@ layer sits in front of Django and answers the plainest requests itself, the way 
 for the services: it handles one case, the plain success, and hands everything else to Django.
 
 What the lane answers, and what it leaves to Django:
+- Nothing at all if the two views do more than token authentication and IsAuthenticated (a throttle,
+  another permission): the lane checks that when it starts.
 - Only `POST /api/projects/{id}/tasks/next/` and `POST /api/items/{id}/submit/`, with an API token this
   process has checked within HANDOVER_TOKEN_CACHE_SECONDS (core.authentication), a JSON body in one
   message, no query string and no header beyond those a plain API client sends. A cookie, a language
@@ -35,10 +37,11 @@ from django.conf import settings
 from django.db import connection
 from psycopg_pool import AsyncConnectionPool
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.serializers import Serializer
 
-from core.authentication import cached_user_id
+from core.authentication import CachedTokenAuthentication, cached_user_id
 from core.realtime import window_known_open
 from core.wsgi_pool import replay
 
@@ -89,6 +92,7 @@ class WorkQueueLane:
             settings.HANDOVER_HOT_LANE
             and connection.vendor == "postgresql"
             and settings.HANDOVER_TOKEN_CACHE_SECONDS > 0
+            and views_do_only_what_the_lane_does()
         )
         self.learned: dict[tuple, list] = {}  # (route, host, accept) -> Django's response headers
         self._pool: AsyncConnectionPool | None = None
@@ -217,6 +221,22 @@ class WorkQueueLane:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+def views_do_only_what_the_lane_does() -> bool:
+    """The lane stands in for the claim and submit views: token authentication, IsAuthenticated, no
+    throttling. Should a view gain a throttle or a permission, the lane steps aside rather than skip it."""
+    from .api_workflow import ItemSubmitApi, TaskNextApi
+
+    for view in (TaskNextApi, ItemSubmitApi):
+        if (
+            view.throttle_classes
+            or list(view.permission_classes) != [IsAuthenticated]
+            or CachedTokenAuthentication not in view.authentication_classes
+        ):
+            logger.warning("%s does more than the hot lane does: the lane is off", view.__name__)
+            return False
+    return True
 
 
 def _plain_headers(scope, first) -> dict | None:

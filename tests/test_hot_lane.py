@@ -11,7 +11,9 @@ from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from rest_framework.authtoken.models import Token
+from rest_framework.throttling import UserRateThrottle
 
+from annotation.api_workflow import ItemSubmitApi
 from annotation.hot_lane import WorkQueueLane
 from annotation.models import AuditEvent, Item, Revision
 from annotation.serializers_workflow import ItemSerializer
@@ -276,6 +278,14 @@ def test_a_client_asking_for_html_is_always_answered_by_django(project, token):
     for status, headers, _ in (first, again):
         assert status == 200
         assert dict(headers)[b"content-type"].startswith(b"text/html")
+
+
+def test_the_lane_stays_off_when_a_view_gains_a_throttle(monkeypatch):
+    # given the submit view throttled (something the lane does not do)
+    monkeypatch.setattr(ItemSubmitApi, "throttle_classes", [UserRateThrottle])
+
+    # when the lane starts, then it is off, so every request goes through the view
+    assert WorkQueueLane(CountingApp()).enabled is False
 
 
 def test_headers_are_learned_only_from_a_success(project, token):
