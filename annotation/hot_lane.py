@@ -203,19 +203,26 @@ class WorkQueueLane:
     async def _opened_pool(self) -> AsyncConnectionPool:
         async with self._pool_opening:
             if self._pool is None:
-                params = connection.get_connection_params()  # Django's adapters, timezone and options
-                params.pop("cursor_factory", None)  # a sync cursor class; the pool's are async
                 pool = AsyncConnectionPool(
-                    kwargs={**params, "autocommit": True},
+                    kwargs={**self.connection_params(), "autocommit": True},
                     min_size=1,
                     max_size=settings.HANDOVER_HOT_LANE_CONNECTIONS,
-                    timeout=10,
+                    # Waiting longer for one of the lane's connections than Django would take with its
+                    # own is no use: after this the request goes to Django.
+                    timeout=2,
                     open=False,
                     name="hot-lane",
                 )
                 await pool.open()
                 self._pool = pool
         return self._pool
+
+    @staticmethod
+    def connection_params() -> dict:
+        """Django's connection parameters, with its adapters, timezone and options."""
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)  # a sync cursor class; the pool's are async
+        return params
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -3,6 +3,7 @@ hands every other request to Django untouched."""
 
 import asyncio
 import json
+import socket
 import time
 
 import pytest
@@ -84,12 +85,12 @@ def redis_client():
     return redis.Redis(connection_pool=SharedConnectionPool.from_url(settings.REDIS_URL))
 
 
-def run(scenario):
+def run(scenario, lane_class=WorkQueueLane):
     """Run `scenario(lane, django)` on a fresh lane in front of the real Django stack."""
 
     async def main():
         django = CountingApp()
-        lane = WorkQueueLane(django)
+        lane = lane_class(django)
         try:
             return await scenario(lane, django)
         finally:
@@ -178,7 +179,7 @@ def test_plain_claims_and_submissions_are_answered_as_django_answers_them(projec
     assert Item.objects.get(pk=third.pk).status == "new"
 
 
-def learn_then(project, token, request):
+def learn_then(project, token, request, lane_class=WorkQueueLane):
     """Warm the lane (token known, headers learned) with one claim and submission, then send
     `request(lane)`; returns (its response, whether it reached Django)."""
 
@@ -194,7 +195,7 @@ def learn_then(project, token, request):
         response = await request(lane)
         return response, django.calls > before
 
-    return run(scenario)
+    return run(scenario, lane_class)
 
 
 @pytest.mark.parametrize(
@@ -258,6 +259,36 @@ def test_a_stale_submission_reaches_django_and_gets_409(project, annotator, toke
     assert status == 409
     assert json.loads(body)["error"]["code"] == "stale_version"
     assert Item.objects.filter(project=project, status="annotating").count() == 1
+
+
+def test_when_the_lane_cannot_reach_the_database_django_answers(project, annotator, token):
+    # given a lane whose own connections go to a port nobody listens on
+    ItemFactory.create_batch(3, project=project)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+
+    class CutOffLane(WorkQueueLane):
+        @staticmethod
+        def connection_params():
+            return {**WorkQueueLane.connection_params(), "port": closed_port, "connect_timeout": 1}
+
+    # when a plain claim comes in
+    started = time.monotonic()
+    (status, _, body), reached_django = learn_then(
+        project,
+        token,
+        lambda lane: post(lane, claim_path(project), {"stage": "annotate"}, token=token),
+        CutOffLane,
+    )
+
+    # then Django served it after the lane gave up waiting, and the item is leased once
+    assert reached_django
+    assert status == 200
+    claimed = json.loads(body)["item"]["id"]
+    assert Item.objects.get(pk=claimed).leased_by == annotator
+    assert AuditEvent.objects.filter(action="item.claim", target_id=str(claimed)).count() == 1
+    assert time.monotonic() - started < 15
 
 
 def test_a_client_asking_for_html_is_always_answered_by_django(project, token):
