@@ -1,16 +1,24 @@
 """Celery tasks of the annotation app; each fetches by id and calls a selector or service."""
 
+import time
+
 from celery import shared_task
 
-from core.realtime import project_event_send
+from core.realtime import project_event_send, window_length_set
 
 from .selectors import project_state_counts
 
 
 @shared_task(ignore_result=True)
 def project_state_counts_broadcast(project_id: int) -> None:
-    """Push the project's items-per-state counts to every browser watching it."""
-    project_event_send(project_id, "state_counts", {"counts": project_state_counts(project_id=project_id)})
+    """Push the project's items-per-state counts to every browser watching it, and set the project's
+    next counts windows by how long counting took (workflow.counts_window_length)."""
+    from .workflow import counts_window, counts_window_length
+
+    started = time.monotonic()
+    counts = project_state_counts(project_id=project_id)
+    window_length_set(counts_window(project_id), counts_window_length(time.monotonic() - started))
+    project_event_send(project_id, "state_counts", {"counts": counts})
 
 
 @shared_task(ignore_result=True)

@@ -16,7 +16,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict, NotAllowed, NotFound
-from core.realtime import first_in_window
+from core.realtime import first_in_window, window_known_open, window_length_get
 
 from .models import AuditEvent, Autosave, Draft, Item, ItemStatus, Project, Revision, Role, Skip, Stage
 from .permissions import check_project_role
@@ -163,21 +163,37 @@ def lease_cleared() -> dict:
 
 
 def project_counts_changed(project_id: int) -> None:
-    """Schedule one state-counts broadcast per project per second, however many transitions happen.
-    The broadcast runs when its second is over and reads the counts then, so it covers every change
-    made while it waited."""
+    """Schedule one state-counts broadcast per project per window, however many transitions happen.
+    The broadcast runs when its window is over and reads the counts then, so it covers every change
+    made while it waited. A window is a second, or longer on a project big enough that counting takes
+    more than COUNTS_COST_SHARE of that (see project_state_counts_broadcast)."""
     transaction.on_commit(lambda: project_counts_broadcast_schedule(project_id))
 
 
 def project_counts_broadcast_schedule(project_id: int) -> None:
     """project_counts_changed's work, for a transition that has committed."""
+    window = counts_window(project_id)
+    if window_known_open(window):
+        return
     try:
-        if first_in_window(counts_window(project_id), 1):
+        seconds = window_length_get(window, default=COUNTS_WINDOW_SECONDS[0])
+        if first_in_window(window, seconds):
             from .tasks import project_state_counts_broadcast
 
-            project_state_counts_broadcast.apply_async((project_id,), countdown=1)
+            project_state_counts_broadcast.apply_async((project_id,), countdown=seconds)
     except Exception:  # the transition has committed: a missed live update must not fail it
         logger.warning("Could not schedule the counts broadcast of project %s", project_id, exc_info=True)
+
+
+# A broadcast may take this share of the time between two (counting a million items takes about
+# 0.12 s, so their windows are 2.4 s), within these bounds in seconds.
+COUNTS_COST_SHARE = 0.05
+COUNTS_WINDOW_SECONDS = (1.0, 30.0)
+
+
+def counts_window_length(counting_seconds: float) -> float:
+    shortest, longest = COUNTS_WINDOW_SECONDS
+    return min(longest, max(shortest, counting_seconds / COUNTS_COST_SHARE))
 
 
 def counts_window(project_id: int) -> str:

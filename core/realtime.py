@@ -32,19 +32,34 @@ def window_known_open(key: str) -> bool:
     return _window_open_until.get(key, 0.0) > time.monotonic()
 
 
+def window_length_get(key: str, default: float) -> float:
+    """The length `window_length_set` last chose for `key`'s windows, or `default`."""
+    value = _redis().get(f"handover:window-length:{key}")
+    return float(value) if value is not None else default
+
+
+def window_length_set(key: str, seconds: float) -> None:
+    """Make `key`'s next windows `seconds` long (remembered for an hour)."""
+    _redis().set(f"handover:window-length:{key}", seconds, ex=3600)
+
+
+def _redis() -> redis.Redis:
+    global _redis_client
+    if _redis_client is None:
+        # The process's pool that Django's cache uses too; thread-safe, and reset after a fork.
+        _redis_client = redis.Redis(connection_pool=SharedConnectionPool.from_url(settings.REDIS_URL))
+    return _redis_client
+
+
 def first_in_window(key: str, seconds: float) -> bool:
     """True for the first caller in each `seconds`-long window across all processes: the caller then
     schedules whatever the window stands for, to run when the window closes. Everyone else gets
     False, answered from this process's memory while it knows the window is open, so a burst of
     transitions costs one Redis round trip per process per window, not one each."""
-    global _redis_client
     now = time.monotonic()
     if window_known_open(key):
         return False
-    if _redis_client is None:
-        # The process's pool that Django's cache uses too; thread-safe, and reset after a fork.
-        _redis_client = redis.Redis(connection_pool=SharedConnectionPool.from_url(settings.REDIS_URL))
-    pipe = _redis_client.pipeline(transaction=False)
+    pipe = _redis().pipeline(transaction=False)
     pipe.set(f"handover:window:{key}", 1, nx=True, px=int(seconds * 1000))
     pipe.pttl(f"handover:window:{key}")
     opened, left_ms = pipe.execute()

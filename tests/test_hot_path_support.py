@@ -5,8 +5,10 @@ import time
 import pytest
 from rest_framework.authtoken.models import Token
 
+from annotation.tasks import project_state_counts_broadcast
+from annotation.workflow import counts_window, counts_window_length, project_counts_broadcast_schedule
 from core import authentication
-from core.realtime import _window_open_until, first_in_window
+from core.realtime import _window_open_until, first_in_window, window_length_get, window_length_set
 
 from .conftest import api_client_for
 
@@ -82,3 +84,38 @@ def test_a_claim_stands_when_redis_cannot_take_the_live_update(monkeypatch, api,
     )
     assert response.status_code == 200
     assert project.items.get().leased_by == people["annotator"]
+
+
+def test_counts_windows_grow_with_the_time_counting_takes():
+    # a quick count keeps the one-second window; a slow one spreads broadcasts out, within bounds
+    assert counts_window_length(0.001) == 1.0
+    assert counts_window_length(0.12) == pytest.approx(2.4)
+    assert counts_window_length(10) == 30.0
+
+
+def test_the_counts_broadcast_sets_the_projects_next_windows(project):
+    # given a project whose windows were once long
+    window = counts_window(project.pk)
+    window_length_set(window, 7.0)
+
+    # when its counts are broadcast (a handful of items count in well under 50 ms)
+    project_state_counts_broadcast(project.pk)
+
+    # then its windows are back to one second
+    assert window_length_get(window, default=-1) == 1.0
+
+
+def test_a_transition_opens_a_window_as_long_as_the_last_count_asked(monkeypatch, project):
+    # given a project whose last count asked for three-second windows, and no window open
+    from core import realtime
+
+    window = counts_window(project.pk)
+    window_length_set(window, 3.0)
+    monkeypatch.setattr(realtime, "_window_open_until", {})
+    realtime._redis().delete(f"handover:window:{window}")
+
+    # when a transition schedules the broadcast
+    project_counts_broadcast_schedule(project.pk)
+
+    # then the window it opened in Redis lasts three seconds
+    assert 2000 < realtime._redis().pttl(f"handover:window:{window}") <= 3000
