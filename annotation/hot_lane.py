@@ -31,10 +31,12 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
@@ -75,14 +77,31 @@ MAX_LEARNED = 64
 @dataclass(frozen=True)
 class Route:
     name: str
-    pattern: re.Pattern
+    pattern: re.Pattern  # its group is the id the statement takes as `target`
+    target: str
     # One serializer per route, kept: run_validation keeps no state on the instance, the lane runs on
     # one thread, and building a serializer's fields anew for every request was a tenth of its CPU.
     validator: Serializer
+    statement: Callable[..., tuple[str, dict] | None]
+    result: Callable[[dict], tuple[dict, bool]]
 
 
-CLAIM = Route("claim", re.compile(r"^/api/projects/(\d+)/tasks/next/$"), ClaimSerializer())
-SUBMIT = Route("submit", re.compile(r"^/api/items/(\d+)/submit/$"), SubmitSerializer())
+CLAIM = Route(
+    "claim",
+    re.compile(r"^/api/projects/(\d+)/tasks/next/$"),
+    "project_id",
+    ClaimSerializer(),
+    workflow_sql.claim_statement,
+    workflow_sql.claim_result,
+)
+SUBMIT = Route(
+    "submit",
+    re.compile(r"^/api/items/(\d+)/submit/$"),
+    "item_id",
+    SubmitSerializer(),
+    workflow_sql.submit_statement,
+    workflow_sql.submit_result,
+)
 
 
 class WorkQueueLane:
@@ -145,8 +164,8 @@ class WorkQueueLane:
         async def noting(message):
             if message["type"] == "http.response.start" and message["status"] == 200:
                 headers = [(name, value) for name, value in message["headers"] if name != b"content-length"]
-                names = {name: value for name, value in headers}
-                plain = names.get(b"content-type") == b"application/json" and b"set-cookie" not in names
+                named = dict(headers)
+                plain = named.get(b"content-type") == b"application/json" and b"set-cookie" not in named
                 if plain and len(self.learned) < MAX_LEARNED:
                     self.learned[key] = headers
             await send(message)
@@ -167,17 +186,11 @@ class WorkQueueLane:
             valid = route.validator.run_validation(data)
         except ValidationError:
             return None
-        if route is CLAIM:
-            statement = workflow_sql.claim_statement(project_id=target, user_id=user_id, **valid)
-        else:
-            statement = workflow_sql.submit_statement(item_id=target, user_id=user_id, **valid)
+        statement = route.statement(**{route.target: target}, user_id=user_id, **valid)
         row = statement and await self._fetch_one(*statement)
         if not row:
             return None
-        if route is CLAIM:
-            answer, changed = workflow_sql.claim_result(row)
-        else:
-            answer, changed = workflow_sql.submit_result(row), True
+        answer, changed = route.result(row)
         if changed and not window_known_open(counts_window(row["project_id"])):
             # Redis is asked once a second per process at most: off the loop, without waiting.
             asyncio.get_running_loop().run_in_executor(
@@ -188,19 +201,16 @@ class WorkQueueLane:
     async def _fetch_one(self, sql: str, params: dict) -> dict | None:
         try:
             pool = await self._opened_pool()
-            async with pool.connection() as conn, conn.cursor() as cursor:
+            async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
                 await cursor.execute(sql, params, prepare=True)
-                row = await cursor.fetchone()
-                return (
-                    dict(zip([column.name for column in cursor.description], row, strict=True))
-                    if row
-                    else None
-                )
+                return await cursor.fetchone()
         except Exception:  # one statement, so nothing was written: Django runs it and reports
             logger.warning("The hot lane's statement failed; Django serves the request", exc_info=True)
             return None
 
     async def _opened_pool(self) -> AsyncConnectionPool:
+        if self._pool is not None:
+            return self._pool
         async with self._pool_opening:
             if self._pool is None:
                 pool = AsyncConnectionPool(

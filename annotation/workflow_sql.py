@@ -19,6 +19,7 @@ import psycopg
 from django.contrib.auth import get_user_model
 from django.db import connection, models
 from django.utils import timezone
+from psycopg.rows import dict_row
 from rest_framework.fields import DateTimeField
 
 from .models import Item, ItemStatus, Stage
@@ -172,8 +173,9 @@ def item_submit(
     row = statement and _fetch_one(*statement)
     if not row:
         return None
+    item, _ = submit_result(row)
     project_counts_changed(row["project_id"])
-    return submit_result(row)
+    return item
 
 
 def submit_statement(
@@ -239,9 +241,10 @@ def submit_statement(
     return sql, params
 
 
-def submit_result(row: dict) -> dict:
-    """The item after the submission, as ItemSerializer renders it."""
-    return _item_data(row, answer=row["answer"])
+def submit_result(row: dict) -> tuple[dict, bool]:
+    """The item after the submission, as ItemSerializer renders it, and whether its state changed
+    (always: a submission moves it on to review)."""
+    return _item_data(row, answer=row["answer"]), True
 
 
 # --- rendering rows as the serializers do -----------------------------------------------------------
@@ -251,12 +254,12 @@ def _fetch_one(sql: str, params: dict) -> dict | None:
     """Run a statement as a server-side prepared statement (Django binds parameters client-side and
     never prepares): each pooled connection plans it once, not on every claim."""
     connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with (
+        connection.wrap_database_errors,
+        psycopg.Cursor(connection.connection, row_factory=dict_row) as cursor,
+    ):
         cursor.execute(sql, params, prepare=True)
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return dict(zip([column.name for column in cursor.description], row, strict=True))
+        return cursor.fetchone()
 
 
 def _listed(values) -> str:
