@@ -34,16 +34,16 @@ def window_known_open(key: str) -> bool:
 
 def window_length_get(key: str, default: float) -> float:
     """The length `window_length_set` last chose for `key`'s windows, or `default`."""
-    value = _redis().get(f"handover:window-length:{key}")
+    value = redis_client().get(f"handover:window-length:{key}")
     return float(value) if value is not None else default
 
 
 def window_length_set(key: str, seconds: float) -> None:
     """Make `key`'s next windows `seconds` long (remembered for an hour)."""
-    _redis().set(f"handover:window-length:{key}", seconds, ex=3600)
+    redis_client().set(f"handover:window-length:{key}", seconds, ex=3600)
 
 
-def _redis() -> redis.Redis:
+def redis_client() -> redis.Redis:
     global _redis_client
     if _redis_client is None:
         # The process's pool that Django's cache uses too; thread-safe, and reset after a fork.
@@ -59,7 +59,7 @@ def first_in_window(key: str, seconds: float) -> bool:
     now = time.monotonic()
     if window_known_open(key):
         return False
-    pipe = _redis().pipeline(transaction=False)
+    pipe = redis_client().pipeline(transaction=False)
     pipe.set(f"handover:window:{key}", 1, nx=True, px=int(seconds * 1000))
     pipe.pttl(f"handover:window:{key}")
     opened, left_ms = pipe.execute()

@@ -5,6 +5,8 @@ import threading
 
 from config.asgi import HttpPools
 
+from .asgi_helpers import asgi_request
+
 
 def blocking_wsgi_app(release: threading.Event):
     """`ask` waits until released, as it waits for the model; anything else answers at once."""
@@ -19,31 +21,8 @@ def blocking_wsgi_app(release: threading.Event):
 
 
 async def get(app, path: str) -> bytes:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
-    body = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        if message["type"] == "http.response.body":
-            body.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return b"".join(body)
+    _, _, body = await asgi_request(app, "GET", path)
+    return body
 
 
 async def test_short_requests_are_served_while_every_long_thread_waits(settings):

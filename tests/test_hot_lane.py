@@ -7,8 +7,6 @@ import socket
 import time
 
 import pytest
-import redis
-from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from rest_framework.authtoken.models import Token
@@ -21,8 +19,8 @@ from annotation.serializers_workflow import ItemSerializer
 from annotation.workflow import counts_window
 from config.asgi import HttpPools
 from core import realtime
-from core.cache import SharedConnectionPool
 
+from .asgi_helpers import asgi_request
 from .factories import ItemFactory, MembershipFactory, UserFactory
 from .test_workflow_sql import as_json, rendered_task
 
@@ -44,45 +42,14 @@ class CountingApp:
 async def post(app, path, body, *, token=None, headers=(), query=b""):
     """POST through the ASGI app; returns (status, headers without content-length, body)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request_headers = [
-        (b"host", b"testserver"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(data)).encode()),
-    ]
+    request_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     if token:
         request_headers.append((b"authorization", f"Token {token}".encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": request_headers + list(headers),
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": data, "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = sent[0]
-    response_headers = [(name, value) for name, value in start["headers"] if name != b"content-length"]
-    body = b"".join(message.get("body", b"") for message in sent[1:])
-    assert dict(start["headers"]).get(b"content-length", str(len(body)).encode()) == str(len(body)).encode()
-    return start["status"], response_headers, body
-
-
-def redis_client():
-    return redis.Redis(connection_pool=SharedConnectionPool.from_url(settings.REDIS_URL))
+    status, response_headers, body = await asgi_request(
+        app, "POST", path, body=data, headers=[*request_headers, *headers], query=query
+    )
+    assert dict(response_headers).get(b"content-length", str(len(body)).encode()) == str(len(body)).encode()
+    return status, [(name, value) for name, value in response_headers if name != b"content-length"], body
 
 
 def run(scenario, lane_class=WorkQueueLane):
@@ -344,7 +311,7 @@ def test_a_claim_through_the_lane_schedules_the_live_counts(project, token):
     window = counts_window(project.pk)
 
     async def request(lane):
-        redis_client().delete(f"handover:window:{window}")
+        realtime.redis_client().delete(f"handover:window:{window}")
         realtime._window_open_until.pop(window, None)
         return await post(lane, claim_path(project), {"stage": "annotate"}, token=token)
 

@@ -112,10 +112,10 @@ def test_a_transition_opens_a_window_as_long_as_the_last_count_asked(monkeypatch
     window = counts_window(project.pk)
     window_length_set(window, 3.0)
     monkeypatch.setattr(realtime, "_window_open_until", {})
-    realtime._redis().delete(f"handover:window:{window}")
+    realtime.redis_client().delete(f"handover:window:{window}")
 
     # when a transition schedules the broadcast
     project_counts_broadcast_schedule(project.pk)
 
     # then the window it opened in Redis lasts three seconds
-    assert 2000 < realtime._redis().pttl(f"handover:window:{window}") <= 3000
+    assert 2000 < realtime.redis_client().pttl(f"handover:window:{window}") <= 3000
