@@ -66,7 +66,8 @@ def test_database_env() -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate, then kill if it outlives 20 s (a process that has already exited is left alone)."""
     process.terminate()
     try:
         process.wait(20)
@@ -115,10 +116,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         if app.control.ping(timeout=0.5):
             break
     else:
-        _stop(process)
+        stop_process(process)
         pytest.fail(f"the Celery worker did not answer within 60 s:\n{log.read_text()}")
     yield process
-    _stop(process)
+    stop_process(process)
 
 
 @pytest.fixture(scope="session")
@@ -156,10 +157,10 @@ def live_asgi(django_db_setup, django_db_blocker, tmp_path_factory):
         except httpx.HTTPError:
             time.sleep(0.2)
     else:
-        _stop(process)
+        stop_process(process)
         pytest.fail(f"uvicorn did not answer within 60 s:\n{log.read_text()}")
     yield url
-    _stop(process)
+    stop_process(process)
 
 
 # --- browser ----------------------------------------------------------------------------------------

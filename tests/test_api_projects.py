@@ -15,6 +15,18 @@ def actor(people, name):
     return None if name == "anonymous" else people[name]
 
 
+# Who gets what from an endpoint only the project's admins (and staff) may use.
+PROJECT_ADMINS_ONLY = [
+    ("anonymous", 401),
+    ("outsider", 404),
+    ("annotator", 403),
+    ("expert", 403),
+    ("domain_reviewer", 403),
+    ("admin", 200),
+    ("staff", 200),
+]
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [
@@ -119,18 +131,7 @@ def test_only_project_admins_add_members(api, people, project, name, expected):
     assert added == (expected == 201)
 
 
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        ("anonymous", 401),
-        ("outsider", 404),
-        ("annotator", 403),
-        ("expert", 403),
-        ("domain_reviewer", 403),
-        ("admin", 200),
-        ("staff", 200),
-    ],
-)
+@pytest.mark.parametrize("name, expected", PROJECT_ADMINS_ONLY)
 def test_only_project_admins_list_members(api, people, project, name, expected):
     response = api(actor(people, name)).get(f"/api/projects/{project.pk}/members/")
     assert response.status_code == expected
@@ -179,18 +180,7 @@ def test_session_auth_works_for_the_browser(client, people, project):
     assert client.get("/api/projects/").json()["count"] == 1
 
 
-@pytest.mark.parametrize(
-    "name, expected",
-    [
-        ("anonymous", 401),
-        ("outsider", 404),
-        ("annotator", 403),
-        ("expert", 403),
-        ("domain_reviewer", 403),
-        ("admin", 200),
-        ("staff", 200),
-    ],
-)
+@pytest.mark.parametrize("name, expected", PROJECT_ADMINS_ONLY)
 def test_only_project_admins_change_settings(api, people, project, name, expected):
     response = api(actor(people, name)).patch(
         f"/api/projects/{project.pk}/",

@@ -30,16 +30,6 @@ def start_worker(queue: str, log) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
 def run_on_own_queue(settings, monkeypatch):
     """A queued run whose messages go to a queue only this test's workers read."""
@@ -66,7 +56,7 @@ def kill_mid_training(queue, project, log):
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
     finally:
-        stop(worker)
+        conftest.stop_process(worker)
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING and run.step < run.total_steps
     return run
@@ -96,7 +86,7 @@ def test_a_killed_worker_s_run_resumes_from_its_checkpoint_and_finishes(run_on_o
                 timeout=180,
             ), (tmp_path / "worker.log").read_text()[-3000:]
         finally:
-            stop(worker)
+            conftest.stop_process(worker)
     run.refresh_from_db()
     assert run.attempts == 2 and len(run.resumed_from) == 1 and "checkpoint-" in run.resumed_from[0]
     assert run.step == run.total_steps == SLOW_TRAINING["max_steps"]
