@@ -17,6 +17,11 @@ from .permissions import check_can_create_project, check_project_admin
 User = get_user_model()
 
 
+def stored_user(user: AbstractBaseUser | None) -> AbstractBaseUser | None:
+    """The user to store as who did something: None for nobody (a task) and for anonymous users."""
+    return user if user is not None and user.is_authenticated else None
+
+
 def audit_record(
     *,
     actor: AbstractBaseUser | None,
@@ -30,7 +35,7 @@ def audit_record(
     """Append one audit event; call it inside the transaction of the change it records."""
     return AuditEvent.objects.create(
         project=project,
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=stored_user(actor),
         action=action,
         target_type=target.__class__.__name__.lower(),
         target_id=str(target.pk),

@@ -29,7 +29,7 @@ from annotation.dataio import exporters
 from annotation.exporting import export_samples
 from annotation.models import Item, ItemStatus, Project
 from annotation.permissions import check_project_admin
-from annotation.services import audit_record
+from annotation.services import audit_record, stored_user
 from core.errors import ApplicationError, Conflict, NotFound
 
 from .engine.config import METHODS, TrainConfig, latest_checkpoint
@@ -287,7 +287,7 @@ def training_run_create(
             hyperparameters=hyper,
             baseline=baseline,
             total_steps=hyper["max_steps"] or 0,
-            created_by=actor if actor is not None and actor.is_authenticated else None,
+            created_by=stored_user(actor),
         )
         run.output_dir = str(Path(settings.HANDOVER_TRAINING_DIR) / f"run-{run.pk}")
         run.save(update_fields=["output_dir"])

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from annotation.models import Item, ItemSource, ItemStatus, Project
 from annotation.permissions import check_project_admin
-from annotation.services import audit_record, item_content_hash, items_create
+from annotation.services import audit_record, item_content_hash, items_create, stored_user
 from annotation.workflow import DraftCandidate, item_drafts_store, item_lock, item_write
 from core.errors import ApplicationError, Conflict, NotFound
 
@@ -166,7 +166,7 @@ def model_version_register(
         adapter_path=adapter_path,
         prompt_template=prompt_template,
         generation=asdict(gen),
-        created_by=actor if actor is not None and actor.is_authenticated else None,
+        created_by=stored_user(actor),
     )
     audit_record(
         actor=actor,
@@ -476,7 +476,7 @@ def ticket_open(
             model_version=version,
             model_answer=best.text if best else "",
             confidence=best.confidence if best else None,
-            requested_by=actor if actor is not None and actor.is_authenticated else None,
+            requested_by=stored_user(actor),
         )
         audit_record(
             actor=actor,
