@@ -42,6 +42,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.serializers import Serializer
+from rest_framework.utils.json import strict_constant
 
 from core.authentication import CachedTokenAuthentication, cached_user_id
 from core.realtime import window_known_open
@@ -175,11 +176,12 @@ class WorkQueueLane:
     async def _answer(self, route: Route, target: int, headers: dict, body: bytes) -> bytes | None:
         """The response body, once the statement has done the work; None to leave it to Django."""
         keyword, _, token = headers.get(b"authorization", b"").decode("latin1").partition(" ")
-        user_id = cached_user_id(token) if keyword.lower() == "token" and token and " " not in token else None
+        is_token = keyword.lower() == CachedTokenAuthentication.keyword.lower() and token and " " not in token
+        user_id = cached_user_id(token) if is_token else None
         if user_id is None:
             return None
         try:
-            data = json.loads(body, parse_constant=_refuse)
+            data = json.loads(body, parse_constant=strict_constant)  # as DRF's parser: no NaN
         except ValueError:
             return None
         try:
@@ -271,7 +273,3 @@ def _plain_headers(scope, first) -> dict | None:
     ):
         return None
     return headers
-
-
-def _refuse(constant: str):
-    raise ValueError(f"{constant} is not JSON")  # DRF's strict parser refuses NaN and Infinity too

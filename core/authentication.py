@@ -19,23 +19,27 @@ _known: dict[str, tuple[float, object, object]] = {}  # key -> (valid until, use
 
 class CachedTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key):
-        now = time.monotonic()
-        known = _known.get(key)
-        if known is not None and known[0] > now:
+        known = _remembered(key)
+        if known is not None:
             return _fresh(known[1]), known[2]
         user, token = super().authenticate_credentials(key)  # raises AuthenticationFailed
         if settings.HANDOVER_TOKEN_CACHE_SECONDS > 0:
             if len(_known) >= _MAX_ENTRIES:
                 _known.clear()
-            _known[key] = (now + settings.HANDOVER_TOKEN_CACHE_SECONDS, user, token)
+            _known[key] = (time.monotonic() + settings.HANDOVER_TOKEN_CACHE_SECONDS, user, token)
         return _fresh(user), token
 
 
 def cached_user_id(key: str) -> int | None:
     """The id of the user a token belongs to, if this process checked the token within the last
     HANDOVER_TOKEN_CACHE_SECONDS; None when it has to ask the database."""
+    known = _remembered(key)
+    return known[1].pk if known is not None else None
+
+
+def _remembered(key: str) -> tuple | None:
     known = _known.get(key)
-    return known[1].pk if known is not None and known[0] > time.monotonic() else None
+    return known if known is not None and known[0] > time.monotonic() else None
 
 
 def _fresh(user):
