@@ -335,10 +335,13 @@ def _run_lock(run_id: int) -> TrainingRun | None:
 def _run_write(
     run: TrainingRun, *, actor, to_status: str, reason: str = "", data: dict | None = None, **values
 ):
-    """Apply a transition to a locked run, with its audit event and a live event on commit."""
+    """Apply a transition to a locked run, with its audit event and a live event on commit. A run that
+    ends cancelled, rejected or failed takes its candidate version with it (rejected, same reason)."""
     from_status = run.status
     if from_status == RunStatus.HUMAN_EVAL and to_status != RunStatus.HUMAN_EVAL:
         _human_eval_close(run)
+    if to_status in (RunStatus.CANCELLED, RunStatus.REJECTED, RunStatus.FAILED):  # it ends unpromoted
+        _version_reject(run.candidate, actor=actor, reason=reason)
     run.status = to_status
     run.status_reason = reason
     if to_status in FINISHED_RUN_STATES or to_status == RunStatus.AWAITING_DECISION:
@@ -418,7 +421,6 @@ def training_run_cancel(*, run_id: int, actor: AbstractBaseUser | None) -> Train
                 to_state=run.status,
             )
             return run
-        _version_reject(run.candidate, actor=actor, reason="cancelled")
         return _run_write(
             run,
             actor=actor,
@@ -437,7 +439,6 @@ def training_run_reject(*, run_id: int, actor: AbstractBaseUser) -> TrainingRun:
         check_project_admin(user=actor, project=run.project)
         if run.status not in (RunStatus.HUMAN_EVAL, RunStatus.AWAITING_DECISION):
             raise Conflict("Only a run waiting for a decision can be rejected.", code="illegal_transition")
-        _version_reject(run.candidate, actor=actor, reason="rejected by an admin")
         return _run_write(run, actor=actor, to_status=RunStatus.REJECTED, reason="rejected by an admin")
 
 
@@ -491,7 +492,6 @@ def _finish_if_cancelled(run_id: int) -> bool:
         run = _run_lock(run_id)
         if run is None or not run.cancel_requested or run.status in FINISHED_RUN_STATES:
             return False
-        _version_reject(run.candidate, actor=None, reason="cancelled")
         _run_write(run, actor=None, to_status=RunStatus.CANCELLED, reason="cancelled by an admin")
         return True
 
@@ -500,7 +500,6 @@ def _fail(run_id: int, reason: str) -> None:
     with transaction.atomic():
         run = _run_lock(run_id)
         if run is not None and run.status not in FINISHED_RUN_STATES:
-            _version_reject(run.candidate, actor=None, reason=reason)
             _run_write(run, actor=None, to_status=RunStatus.FAILED, reason=reason)
 
 
@@ -732,7 +731,6 @@ def _evaluate(run: TrainingRun) -> str:
             return run.status
         metrics = {"candidate": cand, "baseline": base}
         if run.cancel_requested:
-            _version_reject(run.candidate, actor=None, reason="cancelled")
             _run_write(
                 run,
                 actor=None,
@@ -744,7 +742,6 @@ def _evaluate(run: TrainingRun) -> str:
             )
             return run.status
         if reasons:
-            _version_reject(run.candidate, actor=None, reason="; ".join(reasons))
             _run_write(
                 run,
                 actor=None,
@@ -958,10 +955,8 @@ def training_runs_watchdog(*, now=None) -> dict:
                 continue  # it moved on or beat meanwhile
             silent = f"no heartbeat for {int((now - run.heartbeat_at).total_seconds())} s (worker lost)"
             if run.cancel_requested:
-                _version_reject(run.candidate, actor=None, reason="cancelled")
                 _run_write(run, actor=None, to_status=RunStatus.CANCELLED, reason=f"cancelled; {silent}")
             elif run.attempts >= settings.HANDOVER_TRAINING_MAX_ATTEMPTS:
-                _version_reject(run.candidate, actor=None, reason=silent)
                 _run_write(
                     run,
                     actor=None,
