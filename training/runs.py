@@ -33,7 +33,7 @@ from annotation.services import audit_record, stored_user
 from core.errors import ApplicationError, Conflict, NotFound
 
 from .engine.config import METHODS, TrainConfig, latest_checkpoint
-from .engine.data import split_for
+from .engine.data import split_for, split_score
 from .model_cache import ModelSpec
 from .models import (
     ACTIVE_RUN_STATES,
@@ -73,10 +73,6 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
-def _split_key(item_id: int) -> bytes:
-    return hashlib.sha256(str(item_id).encode()).digest()
-
-
 def snapshot_create(*, project: Project, eval_fraction: float | None = None) -> DatasetSnapshot:
     """Freeze the project's approved samples, redacted as exports are, with a content hash and a split.
 
@@ -109,7 +105,7 @@ def snapshot_create(*, project: Project, eval_fraction: float | None = None) -> 
     held_out = [r for r in rows if r.split != SnapshotSplit.TRAIN]
     trained = [r for r in rows if r.split == SnapshotSplit.TRAIN]
     if not held_out and len(trained) >= 2:
-        min(trained, key=lambda r: _split_key(r.item_id)).split = SnapshotSplit.EVAL
+        min(trained, key=lambda r: split_score(r.item_id)).split = SnapshotSplit.EVAL
     SnapshotSample.objects.bulk_create(rows, batch_size=2000)
     snapshot.content_hash = _hash(*(f"{r.item_id}:{r.sample_hash}" for r in rows))
     snapshot.n_train = sum(r.split == SnapshotSplit.TRAIN for r in rows)

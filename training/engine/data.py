@@ -100,10 +100,15 @@ def encode_sample(
     )
 
 
-def split_for(sample_id, eval_fraction: float) -> str:
-    """ "train" or "eval" for a sample, from a hash of its id alone: stable as the data set grows."""
+def split_score(sample_id) -> float:
+    """A number in [0, 1) from a hash of the sample's id alone: stable as the data set grows."""
     digest = hashlib.sha256(str(sample_id).encode()).digest()
-    return "eval" if int.from_bytes(digest[:8], "big") / 2**64 < eval_fraction else "train"
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_for(sample_id, eval_fraction: float) -> str:
+    """ "train" or "eval" for a sample, by its split_score."""
+    return "eval" if split_score(sample_id) < eval_fraction else "train"
 
 
 def length_grouped_batches(
