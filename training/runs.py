@@ -49,7 +49,17 @@ from .models import (
     TrainingRun,
 )
 from .selectors import model_version_deployed
-from .services import model_version_write
+from .services import (
+    clean_text,
+    default_base_model,
+    drafts_generate,
+    generation_settings,
+    item_prompt,
+    model_spec,
+    model_version_deploy,
+    model_version_register,
+    model_version_write,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +262,6 @@ def training_run_create(
 ) -> TrainingRun:
     """A queued run over a fresh snapshot, sent to the training queue on commit (project admins; actor
     None is the system trigger). Locks the project row and refuses (409) while another run is active."""
-    from .services import default_base_model
-
     if actor is not None:
         check_project_admin(user=actor, project=project)
     hyper = hyperparameters_validate(
@@ -506,10 +514,8 @@ def training_run_execute(*, run_id: int, on_step=None) -> str | None:
     if run is None:
         return None
     try:
-        if not run.trained_model_dir:
-            if not _train(run, on_step=on_step):
-                return RunStatus.CANCELLED
-            run = TrainingRun.objects.select_related("project", "snapshot").get(pk=run_id)
+        if not run.trained_model_dir and not _train(run, on_step=on_step):
+            return RunStatus.CANCELLED
         if _finish_if_cancelled(run_id):
             return RunStatus.CANCELLED
         return _evaluate(run)
@@ -520,8 +526,6 @@ def training_run_execute(*, run_id: int, on_step=None) -> str | None:
 
 
 def _train_samples(run: TrainingRun) -> list[dict]:
-    from .services import item_prompt
-
     rows = run.snapshot.samples.filter(split=SnapshotSplit.TRAIN).order_by("item_id")
     # The user turn is the project's template around the item, exactly as drafting renders it.
     return [
@@ -607,8 +611,6 @@ def candidate_register(
     *, run_id: int, model_dir: str, loss_curve: list, steps: int, total_steps: int
 ) -> None:
     """The trained model becomes a candidate ModelVersion; running → evaluating. Idempotent."""
-    from .services import model_version_register
-
     with transaction.atomic():
         run = _run_lock(run_id)
         if run.status != RunStatus.RUNNING:
@@ -641,22 +643,13 @@ def candidate_register(
 
 # --- evaluation -----------------------------------------------------------------------------------------
 
-# C0 control characters but tab and newlines, as drafting strips them.
-_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
-
 
 def _greedy(spec: ModelSpec, prompts: list[str], *, max_new_tokens: int) -> list[str]:
-    from . import model_cache
-
-    with model_cache.lock:
-        drafter = model_cache.drafter_for(spec)
-        drafts = drafter.draft(prompts, max_new_tokens=max_new_tokens, temperature=0.0, num_candidates=1)
-    return [d.text.translate(_CONTROL).strip() for d in drafts]
+    drafts = drafts_generate(spec, prompts, max_new_tokens=max_new_tokens, temperature=0.0, num_candidates=1)
+    return [clean_text(d.text) for d in drafts]
 
 
 def _baseline_spec(run: TrainingRun) -> ModelSpec:
-    from .services import model_spec
-
     if run.baseline is not None:
         return model_spec(run.baseline)
     return ModelSpec(version_id=0, base_model=run.base_model)  # no deployed version: the bare base model
@@ -678,7 +671,6 @@ def gate_check(*, candidate: dict, baseline: dict, floor: float, tolerance: floa
 def _evaluate(run: TrainingRun) -> str:
     """Candidate and baseline answer the eval items greedily; metrics, the gate, then the human round."""
     from .engine.metrics import evaluate
-    from .services import generation_settings, item_prompt, model_spec
 
     run = TrainingRun.objects.select_related("project", "candidate", "baseline", "snapshot").get(pk=run.pk)
     project = run.project
@@ -859,8 +851,6 @@ def human_eval_conclude(*, run_id: int) -> str | None:
     automatic promotion (candidate at least as good, alpha at or above the project minimum) or the
     admin's decision. Returns the run's new status, or None when the round is not complete."""
     from review.models import Rating
-
-    from .services import model_version_deploy
 
     run = TrainingRun.objects.filter(pk=run_id).only("project_id").first()
     if run is None:

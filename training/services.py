@@ -276,20 +276,23 @@ class Generated:
 
 def generate(version: ModelVersion, prompts: list[str]) -> list[list[Generated]]:
     """The version's candidates (best first) for each prompt, generated in this (worker) process."""
+    gen = generation_settings(version.generation)
+    drafts = drafts_generate(
+        model_spec(version), prompts, **gen.draft_kwargs(num_candidates=version.project.draft_candidates)
+    )
+    return [[Generated(clean_text(c.text), c.confidence) for c in draft.candidates] for draft in drafts]
+
+
+def drafts_generate(spec: ModelSpec, prompts: list[str], **draft_kwargs) -> list:
+    """The model's drafts for the prompts, generated in this (worker) process under the model cache's lock."""
     from . import model_cache
 
     with model_cache.lock:
-        drafter = model_cache.drafter_for(model_spec(version))
-        drafts = drafter.draft(
-            prompts,
-            **generation_settings(version.generation).draft_kwargs(
-                num_candidates=version.project.draft_candidates
-            ),
-        )
-    return [
-        [Generated(c.text.translate(_CONTROL).strip(), c.confidence) for c in draft.candidates]
-        for draft in drafts
-    ]
+        return model_cache.drafter_for(spec).draft(prompts, **draft_kwargs)
+
+
+def clean_text(text: str) -> str:
+    return text.translate(_CONTROL).strip()
 
 
 def undrafted_items(*, project_id: int):
