@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from core.serializers import StrictSerializer
 
+from .engine.config import METHODS
 from .models import HandoverTicket, ModelVersion, TrainingRun
 from .selectors import ticket_answer, ticket_status
 
@@ -81,7 +82,7 @@ class ModelVersionCreateSerializer(StrictSerializer):
 
 
 class TrainingRunCreateSerializer(StrictSerializer):
-    method = serializers.ChoiceField(choices=["lora", "freeze", "full"], default="lora")
+    method = serializers.ChoiceField(choices=METHODS, default="lora")
     hyperparameters = serializers.DictField(required=False)
     base_model = serializers.CharField(max_length=500, required=False, allow_blank=True)
 

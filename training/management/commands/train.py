@@ -8,7 +8,7 @@ from tqdm import tqdm
 from annotation.models import Project
 from core.errors import ApplicationError
 from training import runs
-from training.engine.trainer import METHODS
+from training.engine.config import METHODS
 
 
 class Command(BaseCommand):
