@@ -68,6 +68,26 @@ def test_pages_show_runs_to_admins(client, project, people, quiet_queues):
     assert client.get(f"/projects/{project.pk}/training/{run.pk}/").status_code == 404
 
 
+def test_a_run_is_acted_on_only_under_its_own_project(client, project, people, quiet_queues):
+    # given a queued run, and its admin also admin of another project
+    project.review_tiers = 1
+    project.save()
+    approve_all(project, 4)
+    from training.runs import training_run_create
+
+    from .factories import MembershipFactory, ProjectFactory
+
+    run = training_run_create(project=project, actor=None)
+    other = ProjectFactory()
+    MembershipFactory(project=other, user=people["admin"], role="admin")
+    client.force_login(people["admin"])
+
+    # when they cancel it through the other project's page, then it is not found and stays queued
+    assert client.post(f"/projects/{other.pk}/training/{run.pk}/cancel/").status_code == 404
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED
+
+
 @pytest.mark.django_db(transaction=True)
 def test_manage_py_train_runs_the_loop_in_process(quiet_queues, capsys):
     # given a project with approved samples and no deployed model

@@ -99,15 +99,21 @@ def training_runs(request, project_id: int):
     )
 
 
-@login_required
-def training_run(request, project_id: int, run_id: int):
-    project = _project_or_404(request, project_id)
+def _run(request, project, run_id: int):
+    """The run, when the user may see it and it belongs to the project in the URL; else 404."""
     try:
         run = selectors.training_run_get_for_user(user=request.user, run_id=run_id)
     except NotFound:
         raise Http404 from None
     if run.project_id != project.pk:
         raise Http404
+    return run
+
+
+@login_required
+def training_run(request, project_id: int, run_id: int):
+    project = _project_or_404(request, project_id)
+    run = _run(request, project, run_id)
     human_eval = getattr(run, "human_eval", None)
     return render(
         request,
@@ -130,8 +136,8 @@ def training_run(request, project_id: int, run_id: int):
 @require_POST
 def training_run_act(request, project_id: int, run_id: int, action: str):
     project = _project_or_404(request, project_id)
+    run = _run(request, project, run_id)
     try:
-        run = selectors.training_run_get_for_user(user=request.user, run_id=run_id)
         if action == "cancel":
             runs.training_run_cancel(run_id=run.pk, actor=request.user)
         elif action == "reject":
