@@ -179,3 +179,22 @@ def test_human_eval_result_means_win_rate_and_alpha():
     assert result["win_rate"] == pytest.approx((1 + 1 + 0.5) / 3)
     assert result["alpha"] == pytest.approx(1.0)
     assert result["candidate"]["ci_low"] < 4.0 < result["candidate"]["ci_high"]
+
+
+@pytest.mark.django_db
+def test_an_approval_stands_when_the_trigger_check_cannot_be_sent(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    # given a broker that refuses the trigger's message
+    def refuse(project_id):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(trigger.training_trigger_check, "delay", refuse)
+    project = ProjectFactory(review_tiers=1)
+    items_create(project=project, actor=None, rows=task_rows(1))
+    (annotator,) = annotators(project, 1)
+
+    # when an item is approved and its transaction commits, then the approval is kept
+    with django_capture_on_commit_callbacks(execute=True):
+        item = approve_one(project, annotator)
+    assert Item.objects.get(pk=item.pk).status == "approved"

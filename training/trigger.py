@@ -4,12 +4,16 @@ These tasks live outside `training.tasks` on purpose: `training.tasks.*` routes 
 counting, the watchdog and concluding human rounds are cheap database work for the default queue.
 """
 
+import logging
+
 from celery import shared_task
 from django.db import transaction
 
 from annotation.models import Project
 
 from . import runs
+
+logger = logging.getLogger(__name__)
 
 
 def approval_committed(project_id: int) -> None:
@@ -18,7 +22,10 @@ def approval_committed(project_id: int) -> None:
 
 
 def trigger_check_send(project_id: int) -> None:
-    training_trigger_check.delay(project_id)
+    try:
+        training_trigger_check.delay(project_id)
+    except Exception:  # the approval has committed and stands; the next approval checks again
+        logger.warning("Could not send the training trigger check of project %s", project_id, exc_info=True)
 
 
 def training_trigger_evaluate(*, project_id: int):
