@@ -139,7 +139,7 @@ def test_outsiders_get_404_and_anonymous_401(project, people, api):
 
 @pytest.mark.django_db
 def test_without_a_deployed_model_every_question_is_handed_over(project, people, api):
-    model_version_register(project=project, actor=None, name="candidate only", base_model="/nowhere")
+    model_version_register(project=project, actor=None, name="candidate only")
 
     body = ask(api(people["annotator"]), project).json()
 

@@ -4,6 +4,7 @@ import pytest
 
 from annotation.models import AuditEvent
 from core.errors import ApplicationError, Conflict, NotAllowed
+from tests.test_drafting_support import tiny_model_path
 from training.models import ModelVersion, ModelVersionStatus
 from training.services import model_version_deploy, model_version_register, model_version_rollback
 
@@ -11,7 +12,9 @@ pytestmark = pytest.mark.django_db
 
 
 def register(project, actor, name, **kwargs):
-    return model_version_register(project=project, actor=actor, name=name, base_model="/models/x", **kwargs)
+    return model_version_register(
+        project=project, actor=actor, name=name, base_model=str(tiny_model_path()), **kwargs
+    )
 
 
 def test_deploy_retires_the_previous_version_and_audits_both(project, people):

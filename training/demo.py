@@ -9,9 +9,10 @@ from django.conf import settings
 from annotation.demo import DEMO_ANSWERS, DEMO_PROJECT, DEMO_PROMPTS
 from annotation.models import Project
 
+from .base_model import default_base_model
+from .engine.model_files import build_once
 from .selectors import model_version_deployed
 from .services import (
-    default_base_model,
     model_version_deploy,
     model_version_register,
     project_drafting_request,
@@ -33,26 +34,26 @@ DEMO_WARM_UP = {
 
 def demo_model_build(out_dir: Path, stdout=None) -> Path:
     """The demo's base model, built once: the tiny model with its tokenizer trained on the demo's texts,
-    fine-tuned on the demo's answers. It is moved into place only when complete."""
-    from .engine.tiny_model import build_tiny_model, default_corpus
-    from .engine.trainer import TrainConfig, train
+    fine-tuned on the demo's answers. It is moved into place only when complete (`build_once`)."""
 
-    if (out_dir / "config.json").exists():
-        return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if stdout is not None:
-        stdout.write("Building the demo model (a tiny model warmed up on the demo answers; about 15 s).")
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as work:
-        texts = default_corpus() + DEMO_PROMPTS + list(DEMO_ANSWERS.values())
-        base = build_tiny_model(Path(work) / "tiny", texts)
-        template = DEMO_PROJECT["prompt_template"]
-        samples = [
-            {"input": template.format(input=q, context=""), "output": a} for q, a in DEMO_ANSWERS.items()
-        ]
-        result = train(
-            TrainConfig(output_dir=str(Path(work) / "run"), seed=0, **DEMO_WARM_UP), str(base), samples
-        )
-        shutil.move(str(result.model_dir), str(out_dir))
+    def build(directory: Path) -> None:
+        from .engine.tiny_model import build_tiny_model, default_corpus
+        from .engine.trainer import TrainConfig, train
+
+        if stdout is not None:
+            stdout.write("Building the demo model (a tiny model warmed up on the demo answers; about 15 s).")
+        with tempfile.TemporaryDirectory(dir=directory.parent) as work:
+            texts = default_corpus() + DEMO_PROMPTS + list(DEMO_ANSWERS.values())
+            base = build_tiny_model(Path(work) / "tiny", texts)
+            template = DEMO_PROJECT["prompt_template"]
+            samples = [
+                {"input": template.format(input=q, context=""), "output": a} for q, a in DEMO_ANSWERS.items()
+            ]
+            config = TrainConfig(output_dir=str(Path(work) / "run"), seed=0, **DEMO_WARM_UP)
+            result = train(config, str(base), samples)
+            shutil.move(str(result.model_dir), str(directory))
+
+    build_once(out_dir, build)
     return out_dir
 
 

@@ -6,10 +6,9 @@ threaded pool (or a test calling in) can never interleave two generations on one
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.conf import settings
+from .base_model import adapter_ready, base_model_ready
 
 if TYPE_CHECKING:
     from .engine.inference import Drafter
@@ -35,18 +34,13 @@ _drafters: dict[str, "Drafter"] = {}
 lock = threading.RLock()
 
 
-def base_model_resolve(base_model: str) -> str:
-    """An existing path as an absolute path (one cache entry however it is spelled); else a hub id."""
-    path = Path(base_model).expanduser()
-    if not path.is_absolute() and not path.exists():
-        candidate = Path(settings.HANDOVER_MODELS_DIR) / base_model
-        path = candidate if candidate.exists() else path
-    return str(path.resolve()) if path.exists() else base_model
-
-
 def drafter_for(spec: ModelSpec) -> "Drafter":
-    """The Drafter for `spec`, with its adapter loaded (once) and made active. Call with `lock` held."""
-    key = base_model_resolve(spec.base_model)
+    """The Drafter for `spec`, with its adapter loaded (once) and made active. Call with `lock` held.
+
+    The files are checked at every call (a few stat calls, nothing next to a generation): the tiny
+    default is built here when it is missing, and a directory that cannot load (or has gone since it was
+    loaded) raises ModelFilesError naming it, before transformers would fail with a less helpful one."""
+    key = base_model_ready(spec.base_model)
     drafter = _drafters.get(key)
     if drafter is None:
         from .engine.inference import Drafter  # torch loads in the worker, not in web processes
@@ -55,7 +49,7 @@ def drafter_for(spec: ModelSpec) -> "Drafter":
         _drafters[key] = drafter
     name = spec.adapter_name
     if name is not None and name not in drafter.adapters:
-        drafter.load_adapter(name, spec.adapter_path)
+        drafter.load_adapter(name, adapter_ready(spec.adapter_path))
     if drafter.active_adapter != name:
         drafter.use_adapter(name)
     drafter.prompt_template = spec.prompt_template

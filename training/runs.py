@@ -32,8 +32,10 @@ from annotation.permissions import check_project_admin
 from annotation.services import audit_record, stored_user
 from core.errors import ApplicationError, Conflict, NotFound
 
+from .base_model import base_model_ready, default_base_model, model_files_check
 from .engine.config import METHODS, TrainConfig, latest_checkpoint
 from .engine.data import split_for, split_score
+from .engine.model_files import ModelFilesError
 from .model_cache import ModelSpec
 from .models import (
     ACTIVE_RUN_STATES,
@@ -51,7 +53,6 @@ from .models import (
 from .selectors import model_version_deployed
 from .services import (
     clean_text,
-    default_base_model,
     drafts_generate,
     generation_settings,
     item_prompt,
@@ -267,6 +268,8 @@ def training_run_create(
     hyper = hyperparameters_validate(
         method=method, values={**(project.training_hyperparameters or {}), **(hyperparameters or {})}
     )
+    if base_model:  # one the launch names is checked now; the default or the deployed one when it runs
+        model_files_check(base_model=base_model)
     with transaction.atomic():
         project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
         active = training_run_active(project_id=project.pk)
@@ -519,6 +522,10 @@ def training_run_execute(*, run_id: int, on_step=None) -> str | None:
         if _finish_if_cancelled(run_id):
             return RunStatus.CANCELLED
         return _evaluate(run)
+    except ModelFilesError as exc:  # a person's mistake, said in a person's words
+        logger.warning("training run %s failed: %s", run_id, exc)
+        _fail(run_id, str(exc))
+        return RunStatus.FAILED
     except Exception as exc:
         logger.exception("training run %s failed", run_id)
         _fail(run_id, f"{type(exc).__name__}: {exc}"[:2000])
@@ -588,7 +595,7 @@ def _train(run: TrainingRun, *, on_step=None) -> bool:
 
     result = train(
         config,
-        run.base_model,
+        base_model_ready(run.base_model),
         _train_samples(run),
         on_progress=on_progress,
         should_stop=lambda: _cancel_requested(run.pk),

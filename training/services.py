@@ -21,6 +21,7 @@ from annotation.services import audit_record, item_content_hash, items_create, s
 from annotation.workflow import DraftCandidate, item_drafts_store, item_lock, item_write
 from core.errors import ApplicationError, Conflict, NotFound
 
+from .base_model import default_base_model, model_files_check
 from .model_cache import ModelSpec
 from .models import HandoverTicket, ModelVersion, ModelVersionStatus
 from .selectors import model_version_deployed
@@ -107,11 +108,6 @@ def model_spec(version: ModelVersion) -> ModelSpec:
     )
 
 
-def default_base_model() -> str:
-    """HANDOVER_BASE_MODEL when set, else the tiny model `build_tiny_model` writes to the models dir."""
-    return settings.HANDOVER_BASE_MODEL or str(settings.HANDOVER_MODELS_DIR / "tiny")
-
-
 # --- the registry -------------------------------------------------------------------------------------
 
 
@@ -153,16 +149,21 @@ def model_version_register(
     prompt_template: str = "{input}",
     generation: dict | None = None,
 ) -> ModelVersion:
-    """A new candidate version (project admins; actor None is the system, e.g. training or seed_demo)."""
+    """A new candidate version (project admins; actor None is the system, e.g. training or seed_demo).
+
+    No base model means the default one. The directories must look loadable (400 naming the path and
+    what is missing), except the tiny default, which the worker builds when it first needs it."""
     if actor is not None:
         check_project_admin(user=actor, project=project)
     gen = generation_settings(generation)
     if "{input}" not in prompt_template:
         raise ApplicationError("prompt_template: must contain {input}.", details={"prompt_template": []})
+    base_model = base_model or default_base_model()
+    model_files_check(base_model=base_model, adapter_path=adapter_path)
     version = ModelVersion.objects.create(
         project=project,
         name=name,
-        base_model=base_model or default_base_model(),
+        base_model=base_model,
         adapter_path=adapter_path,
         prompt_template=prompt_template,
         generation=asdict(gen),
@@ -185,7 +186,8 @@ def model_version_deploy(
     """Make the version the project's deployed one; the previous one is retired. Idempotent.
 
     Locks the project row, so concurrent deploys of one project happen one after the other. On commit,
-    drafting of the project's undrafted items starts with the new version.
+    drafting of the project's undrafted items starts with the new version. A version whose directories
+    cannot load is refused (400), as at registration.
     """
     with transaction.atomic():
         version = ModelVersion.objects.filter(pk=version_id).select_related("project").first()
@@ -199,6 +201,8 @@ def model_version_deploy(
             return version
         if version.status == ModelVersionStatus.REJECTED:
             raise Conflict(f"Version '{version.name}' was rejected; it cannot be deployed.", code="rejected")
+        # Its files may have gone since registration (a moved directory, a cleaned-up run).
+        model_files_check(base_model=version.base_model, adapter_path=version.adapter_path)
         current = model_version_deployed(project_id=project.pk)
         if current is not None:
             current.project = project

@@ -47,6 +47,10 @@ class Command(BaseCommand):
 
             call_command("migrate", interactive=False, verbosity=0)
             self.stdout.write("Database migrated.")
+            if not settings.HANDOVER_BASE_MODEL:
+                # New projects draft and train from the tiny default; a worker would build it on first
+                # use anyway, this only spares the first draft that second.
+                call_command("build_tiny_model", verbosity=0)
             if not no_demo:
                 call_command("seed_demo")
 

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from training.engine.tiny_model import build_tiny_model, default_corpus
+from training.base_model import tiny_default_path
+from training.engine.model_files import build_once
 
 
 def project_texts(slug: str) -> list[str]:
@@ -32,17 +32,24 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="overwrite a model already there")
 
     def handle(self, *args, out: Path | None, project: str | None, force: bool, **options):
-        out = out or settings.HANDOVER_MODELS_DIR / "tiny"
-        if (out / "config.json").exists() and not force:
+        from training.engine.tiny_model import build_tiny_model, default_corpus
+
+        out = out or tiny_default_path()
+        texts = default_corpus() + (project_texts(project) if project else [])
+
+        def build(directory: Path) -> None:
+            build_tiny_model(
+                directory,
+                texts,
+                vocab_size=options["vocab_size"],
+                hidden_size=options["hidden_size"],
+                num_layers=options["layers"],
+                seed=options["seed"],
+            )
+
+        if force:
+            build(out)
+        elif not build_once(out, build):  # atomic, and safe beside a worker building the default
             self.stdout.write(f"A model is already in {out}; --force rebuilds it.")
             return
-        texts = default_corpus() + (project_texts(project) if project else [])
-        build_tiny_model(
-            out,
-            texts,
-            vocab_size=options["vocab_size"],
-            hidden_size=options["hidden_size"],
-            num_layers=options["layers"],
-            seed=options["seed"],
-        )
         self.stdout.write(self.style.SUCCESS(f"Tiny model written to {out}"))
