@@ -100,7 +100,7 @@ def export_samples(
             "pk",
             "external_id",
             "input",
-            "context",
+            "system",
             "reference_output",
             "current_revision__text",
             "current_revision__draft__text",

@@ -268,7 +268,8 @@ class _CountingReader:
 class _Staging:
     """A temporary table on the current connection holding the valid rows of one import."""
 
-    COLUMNS = ("line", "input", "context", "reference_output", "external_id", "content_hash", "flags")
+    COLUMNS = ("line", "input", "system", "messages", "reference_output", "external_id", "content_hash",
+               "flags")  # fmt: skip
 
     def __init__(self):
         self.postgres = connection.vendor == "postgresql"
@@ -279,7 +280,8 @@ class _Staging:
             cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {STAGING_TABLE} (line integer NOT NULL, input text NOT NULL, "
-                "context text NOT NULL, reference_output text NOT NULL, external_id text NOT NULL, "
+                "system text NOT NULL, messages text NOT NULL, reference_output text NOT NULL, "
+                "external_id text NOT NULL, "
                 "content_hash varchar(64) NOT NULL, flags text)"
             )
 
@@ -303,7 +305,8 @@ class _Staging:
         """Insert the staged rows as items in file order, skipping duplicates; returns (created, flagged)."""
         now = timezone.now()
         item_table = Item._meta.db_table
-        staged = {"input", "context", "reference_output", "external_id", "content_hash"}
+        staged = {"input", "system", "reference_output", "external_id", "content_hash"}
+        staged_json = {"messages"}
         columns, values, params = [], [], []
         # Every other concrete column gets the model's default, so a field added to Item later is filled
         # the way Model.save() would fill it.
@@ -313,6 +316,9 @@ class _Staging:
             columns.append(connection.ops.quote_name(field.column))
             if field.name in staged:
                 values.append(f"s.{field.name}")
+                continue
+            if field.name in staged_json:
+                values.append(f"CAST(s.{field.name} AS jsonb)" if self.postgres else f"s.{field.name}")
                 continue
             if field.name == "project":
                 value = project_id
@@ -376,15 +382,17 @@ def _stage_row(row, *, redactors, phrases) -> tuple:
     values = [row.input, row.context, row.reference_output]
     if redactors:
         values = [redact(text, redactors).text if text else text for text in values]
-    input_, context, reference = values
+    input_, system, reference = values
     flags = compliance_flags("\n".join(values), phrases) if phrases else []
+    messages = [{"role": "user", "content": input_}]
     return (
         row.line,
         input_,
-        context,
+        system,
+        json.dumps(messages, ensure_ascii=False),
         reference,
         row.external_id,
-        item_content_hash(input=input_, context=context),
+        item_content_hash(messages=messages, system=system),
         json.dumps(flags, ensure_ascii=False) if flags else None,
     )
 

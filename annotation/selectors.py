@@ -1,6 +1,10 @@
 """Reads of projects and memberships; every read is scoped to what the user may see."""
 
+import json
+from collections.abc import Mapping
+
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from core.errors import NotFound
@@ -86,8 +90,51 @@ def item_get_for_user(*, user: AbstractBaseUser, item_id: int) -> Item:
     return item
 
 
-def item_list(*, project: Project, status: str = "", source: str = "", search: str = "") -> QuerySet[Item]:
+METADATA_PARAM = "metadata."
+
+
+def metadata_filters(params: Mapping[str, str]) -> dict[str, str]:
+    """`?metadata.category=it&metadata.lang=zh` as {"category": "it", "lang": "zh"} (other keys ignored)."""
+    return {
+        key[len(METADATA_PARAM) :]: value
+        for key, value in params.items()
+        if key.startswith(METADATA_PARAM) and len(key) > len(METADATA_PARAM)
+    }
+
+
+def _metadata_values(raw: str) -> list:
+    """A query value matches the text itself, and the number, boolean or null it spells (`7` finds both
+    "7" and 7), since a query string cannot say which a file held."""
+    values: list = [raw]
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return values
+    if parsed is None or isinstance(parsed, bool | int | float):
+        values.append(parsed)
+    return values
+
+
+def items_with_metadata(items: QuerySet[Item], filters: Mapping[str, str]) -> QuerySet[Item]:
+    """Items whose metadata holds every key = value of `filters`. On PostgreSQL a containment test
+    (`metadata @> {...}`), which the GIN index on metadata serves; elsewhere a key lookup."""
+    for key, raw in filters.items():
+        match = Q()
+        for value in _metadata_values(raw):
+            if connection.vendor == "postgresql":
+                match |= Q(metadata__contains={key: value})
+            else:
+                match |= Q(**{f"metadata__{key}": value})
+        items = items.filter(match)
+    return items
+
+
+def item_list(
+    *, project: Project, status: str = "", source: str = "", search: str = "", metadata=None
+) -> QuerySet[Item]:
     items = Item.objects.filter(project=project).select_related("current_revision")
+    if metadata:
+        items = items_with_metadata(items, metadata)
     if status:
         items = items.filter(status__in=status.split(","))
     if source:

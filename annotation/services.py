@@ -1,6 +1,5 @@
 """Writes of projects, memberships and items; each in one transaction with its audit event."""
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ from django.utils.text import slugify
 
 from core.errors import ApplicationError, Conflict
 
+from .dataio import conversation
 from .models import AuditEvent, Item, ItemSource, Membership, Project, Role
 from .permissions import check_can_create_project, check_project_admin
 
@@ -141,16 +141,39 @@ def membership_add(
     return MembershipResult(membership=membership, created=created)
 
 
-def item_content_hash(*, input: str, context: str = "") -> str:
-    """Identity of an item's content, used to skip re-imports of items without an external id."""
-    return hashlib.sha256(f"{input}\x1f{context}".encode()).hexdigest()
+def item_content_hash(*, input: str = "", system: str = "", messages=None, tools=()) -> str:
+    """Identity of an item's conversation, used to skip re-imports of items without an external id.
+
+    `input` alone stands for a conversation of one user turn (hashed as items always were)."""
+    return conversation.content_hash(
+        system=system, messages=messages if messages is not None else conversation.single_turn(input),
+        tools=tools,
+    )  # fmt: skip
+
+
+def item_fields(row: dict) -> dict:
+    """An item's conversation fields from a row with `messages` (and optionally system, tools,
+    reference_output, reference_extra, metadata) or, for a single turn, just `input`."""
+    messages = row.get("messages") or conversation.single_turn(row["input"])
+    system = row.get("system", "")
+    tools = row.get("tools") or []
+    return {
+        "input": conversation.last_user_text(messages),
+        "system": system,
+        "messages": messages,
+        "tools": tools,
+        "reference_output": row.get("reference_output", ""),
+        "reference_extra": row.get("reference_extra") or {},
+        "metadata": row.get("metadata") or {},
+        "content_hash": item_content_hash(system=system, messages=messages, tools=tools),
+    }
 
 
 @transaction.atomic
 def items_create(
     *, project: Project, actor: AbstractBaseUser | None, rows: Iterable[dict], source: str = ItemSource.IMPORT
 ) -> int:
-    """Bulk-create items from dicts with input, context, reference_output, external_id, priority.
+    """Bulk-create items from dicts as `item_fields` reads them, plus external_id and priority.
 
     Rows whose external id (else content hash) already exists in the project are skipped.
     Returns the number created; watchers of the project get fresh state counts on commit.
@@ -162,7 +185,8 @@ def items_create(
     existing_hashes = set(Item.objects.filter(project=project).values_list("content_hash", flat=True))
     new_items = []
     for row in rows:
-        content_hash = item_content_hash(input=row["input"], context=row.get("context", ""))
+        fields = item_fields(row)
+        content_hash = fields["content_hash"]
         external_id = row.get("external_id", "")
         if (external_id and external_id in existing_ids) or (
             not external_id and content_hash in existing_hashes
@@ -173,13 +197,10 @@ def items_create(
         new_items.append(
             Item(
                 project=project,
-                input=row["input"],
-                context=row.get("context", ""),
-                reference_output=row.get("reference_output", ""),
                 external_id=external_id,
-                content_hash=content_hash,
                 source=source,
                 priority=row.get("priority", 0),
+                **fields,
             )
         )
     Item.objects.bulk_create(new_items, batch_size=2000)

@@ -32,6 +32,7 @@ _COLUMN = {"project": "project_id"}
 # ("answer" is the current revision's text, not a column.)
 ITEM_COLUMNS = [_COLUMN.get(name, name) for name in ItemSerializer.Meta.fields if name != "answer"]
 _TIMESTAMPS = {f.name for f in Item._meta.fields if isinstance(f, models.DateTimeField)}
+_JSON_FIELDS = {f.name for f in Item._meta.fields if isinstance(f, models.JSONField)}
 _RETURNING = ", ".join(f"i.{column}" for column in ITEM_COLUMNS)
 
 
@@ -189,7 +190,8 @@ def submit_statement(
     sql = f"""
     WITH held AS (
       SELECT i.id, i.project_id, i.status, i.current_revision_id, p.review_tiers,
-             coalesce(%(draft)s, parent.draft_id) AS draft_id
+             coalesce(%(draft)s, parent.draft_id) AS draft_id,
+             coalesce(parent.turn_edits, '{{}}'::jsonb) AS turn_edits
         FROM annotation_item i
         JOIN annotation_project p ON p.id = i.project_id
         LEFT JOIN annotation_revision parent ON parent.id = i.current_revision_id
@@ -202,8 +204,10 @@ def submit_statement(
               OR EXISTS (SELECT 1 FROM annotation_draft d WHERE d.id = %(draft)s AND d.item_id = i.id))
          FOR NO KEY UPDATE OF i
     ), revision AS (
-      INSERT INTO annotation_revision (item_id, author_id, stage, text, parent_id, draft_id, created_at)
-      SELECT held.id, %(user)s, %(stage)s, %(text)s, held.current_revision_id, held.draft_id, %(now)s
+      INSERT INTO annotation_revision
+             (item_id, author_id, stage, text, turn_edits, parent_id, draft_id, created_at)
+      SELECT held.id, %(user)s, %(stage)s, %(text)s, held.turn_edits, held.current_revision_id,
+             held.draft_id, %(now)s
         FROM held
       RETURNING id, item_id
     ), autosave AS (
@@ -286,7 +290,11 @@ def _item_data(row: dict, *, answer: str | None) -> dict:
     data = {}
     for name in ItemSerializer.Meta.fields:
         value = answer if name == "answer" else row[_COLUMN.get(name, name)]
-        data[name] = _when(value) if name in _TIMESTAMPS else value
+        if name in _TIMESTAMPS:
+            value = _when(value)
+        elif name in _JSON_FIELDS:
+            value = _json(value)
+        data[name] = value
     return data
 
 

@@ -91,10 +91,16 @@ class ResponseOrigin(models.TextChoices):
 
 
 class Response(models.Model):
-    """A text to be scored on the rubric: a draft, a candidate model's output, a human answer, or external."""
+    """A text to be scored on the rubric: a draft, a candidate model's output, a human answer, or external.
+
+    It answers a conversation: `system` and `messages` (the turns before it, as an item holds them);
+    `input` repeats the last user turn, which is all a single-turn response has.
+    """
 
     project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="responses")
     input = models.TextField()
+    system = models.TextField(blank=True)
+    messages = models.JSONField(default=list)
     text = models.TextField()
     origin = models.CharField(max_length=20, choices=ResponseOrigin.choices)
     # The model's name/version label as compared on the dashboard; set from model_version when there is one.

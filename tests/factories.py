@@ -48,4 +48,6 @@ class ItemFactory(factory.django.DjangoModelFactory):
 
     project = factory.SubFactory(ProjectFactory)
     input = factory.Sequence(lambda n: f"Question number {n}?")
-    content_hash = factory.LazyAttribute(lambda o: item_content_hash(input=o.input))
+    system = ""
+    messages = factory.LazyAttribute(lambda o: [{"role": "user", "content": o.input}])
+    content_hash = factory.LazyAttribute(lambda o: item_content_hash(messages=o.messages, system=o.system))

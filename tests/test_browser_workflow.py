@@ -19,7 +19,7 @@ def drafted_item(project):
     project.guidelines = "Be polite. Never promise a delivery date."
     project.save()
     item = ItemFactory(
-        project=project, input="When will my order arrive?", context="Order 1234, paid yesterday."
+        project=project, input="When will my order arrive?", system="Order 1234, paid yesterday."
     )
     item_drafts_store(
         item_id=item.pk,

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def approved(project, author, *, input, output, draft=None, context="", status=ItemStatus.APPROVED):
     """An item with a current revision, put straight into `status` (test setup; the workflow does this)."""
-    item = ItemFactory(project=project, input=input, context=context)
+    item = ItemFactory(project=project, input=input, system=context)
     model_draft = Draft.objects.create(item=item, text=draft, confidence=0.5) if draft is not None else None
     revision = Revision.objects.create(
         item=item, author=author, stage="annotate", text=output, draft=model_draft

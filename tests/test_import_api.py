@@ -56,7 +56,7 @@ def test_jsonl_rows_become_items_in_file_order(api, people, project):
     )
     assert job["status"] == "succeeded"
     assert job["counts"] == {"read": 2, "imported": 2, "duplicates": 0, "invalid": 0, "flagged": 0}
-    assert list(Item.objects.filter(project=project).values_list("input", "context", "source")) == [
+    assert list(Item.objects.filter(project=project).values_list("input", "system", "source")) == [
         ("one", "", "import"),
         ("two", "c", "import"),
     ]

@@ -37,7 +37,7 @@ def rendered_task(item_id, user):
 def test_annotator_claim_answers_what_the_serializers_render(people, project):
     # given an item with two drafts from a model version, a compliance flag and a leftover autosave
     annotator = people["annotator"]
-    item = ItemFactory(project=project, status="drafted", context="Order #1")
+    item = ItemFactory(project=project, status="drafted", system="Order #1")
     version = ModelVersion.objects.create(project=project, name="v1", base_model="/models/tiny")
     draft = Draft.objects.create(item=item, model_version=version, text="Best draft", confidence=0.8, rank=0)
     Draft.objects.create(item=item, model_version=None, text="Second", confidence=0.4, rank=1)

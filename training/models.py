@@ -111,8 +111,12 @@ class SnapshotSample(models.Model):
     snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="samples")
     item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="snapshot_samples")
     split = models.CharField(max_length=10, choices=SnapshotSplit.choices)
+    # The conversation as approved (earlier-turn edits applied, redacted): the turns before the reply,
+    # the reply in `output`; `input` repeats the last user turn.
     input = models.TextField()
-    context = models.TextField(blank=True)
+    system = models.TextField(blank=True)
+    messages = models.JSONField(default=list)
+    tools = models.JSONField(default=list, blank=True)
     output = models.TextField()
     sample_hash = models.CharField(max_length=64)
 

@@ -108,7 +108,8 @@ def snapshot_create(*, project: Project, eval_fraction: float | None = None) -> 
                 item_id=item_id,
                 split=split,
                 input=sample["input"],
-                context=sample["context"],
+                system=sample["context"],
+                messages=[{"role": "user", "content": sample["input"]}],
                 output=sample["output"],
                 sample_hash=_hash(sample["input"], sample["context"], sample["output"]),
             )
@@ -129,7 +130,7 @@ def snapshot_create(*, project: Project, eval_fraction: float | None = None) -> 
 def _export_sample(row: SnapshotSample) -> dict:
     return {
         "input": row.input,
-        "context": row.context,
+        "context": row.system,
         "output": row.output,
         "draft": "",
         "metadata": {"id": row.item_id},
@@ -536,7 +537,7 @@ def _train_samples(run: TrainingRun) -> list[dict]:
     rows = run.snapshot.samples.filter(split=SnapshotSplit.TRAIN).order_by("item_id")
     # The user turn is the project's template around the item, exactly as drafting renders it.
     return [
-        {"input": item_prompt(run.project, input=r.input, context=r.context), "output": r.output}
+        {"input": item_prompt(run.project, input=r.input, context=r.system), "output": r.output}
         for r in rows.iterator(chunk_size=2000)
     ]
 
@@ -684,7 +685,7 @@ def _evaluate(run: TrainingRun) -> str:
     rows = list(
         run.snapshot.samples.filter(split__in=[SnapshotSplit.EVAL, SnapshotSplit.GOLDEN]).order_by("item_id")
     )
-    prompts = [item_prompt(project, input=r.input, context=r.context) for r in rows]
+    prompts = [item_prompt(project, input=r.input, context=r.system) for r in rows]
     references = [r.output for r in rows]
     max_new = generation_settings(run.candidate.generation).max_new_tokens
     _heartbeat(run.pk)

@@ -324,7 +324,7 @@ def drafts_generate_next(*, project_id: int, limit: int | None = None) -> Drafti
     rows = list(
         undrafted_items(project_id=project_id)
         .order_by("-priority", "pk")
-        .values_list("pk", "input", "context")[:limit]
+        .values_list("pk", "input", "system")[:limit]
     )
     drafted = 0
     if rows:

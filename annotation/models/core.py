@@ -25,10 +25,11 @@ def validate_prompt_template(template: str) -> None:
         raise ValidationError(_("Malformed template: %(reason)s"), params={"reason": exc}) from exc
     if "input" not in fields:
         raise ValidationError(_("The prompt template must contain the {input} placeholder."))
-    unknown = sorted(fields - {"input", "context"})
+    # {context} is what {system} was called before items held conversations; both place the system text.
+    unknown = sorted(fields - {"input", "system", "context"})
     if unknown:
         raise ValidationError(
-            _("Unknown placeholders in the prompt template: %(names)s (allowed: {input}, {context})."),
+            _("Unknown placeholders in the prompt template: %(names)s (allowed: {input}, {system})."),
             params={"names": ", ".join("{" + name + "}" for name in unknown)},
         )
 
@@ -115,6 +116,13 @@ class Project(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(5)],
         help_text=_("How many model drafts to offer per item (1–5), ranked by confidence."),
     )
+    edit_all_assistant_turns = models.BooleanField(
+        _("edit every assistant turn"),
+        default=False,
+        help_text=_(
+            "Let people edit the earlier assistant turns of a conversation too, not only the last one."
+        ),
+    )
     route_low_confidence_to_expert = models.BooleanField(
         _("route unsure drafts to experts"),
         default=False,
@@ -170,12 +178,21 @@ class ItemSource(models.TextChoices):
 
 
 class Item(models.Model):
-    """One prompt to be answered. Its status changes only through the transition services."""
+    """One conversation to be answered: its turns up to the reply under work (annotation.dataio.conversation).
+
+    Its status changes only through the transition services. `input` repeats the last user turn's text
+    (what lists, search and the queue show); the turns themselves never change after import: what people
+    write are revisions.
+    """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
-    input = models.TextField()
-    context = models.TextField(blank=True)
-    reference_output = models.TextField(blank=True)
+    input = models.TextField()  # the last user turn of `messages`
+    system = models.TextField(blank=True)
+    messages = models.JSONField(default=list)  # the turns before the reply; ends with a user or tool turn
+    tools = models.JSONField(default=list, blank=True)
+    reference_output = models.TextField(blank=True)  # the reply as imported
+    reference_extra = models.JSONField(default=dict, blank=True)  # the imported reply turn's other keys
+    metadata = models.JSONField(default=dict, blank=True)
     external_id = models.CharField(max_length=255, blank=True)
     content_hash = models.CharField(max_length=64, db_index=True)
     source = models.CharField(max_length=20, choices=ItemSource.choices, default=ItemSource.IMPORT)

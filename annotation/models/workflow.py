@@ -34,12 +34,19 @@ class Draft(models.Model):
 
 
 class Revision(models.Model):
-    """Every text a person writes or edits; the item points at its current one."""
+    """Every text a person writes or edits; the item points at its current one.
+
+    `text` is the reply (the final assistant turn). `turn_edits` holds, where the project lets people edit
+    earlier assistant turns, every such turn whose text differs from the item's: {turn index: text},
+    cumulative (a revision carries its parent's edits forward), so one revision stands for a whole
+    conversation.
+    """
 
     item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="revisions")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="revisions")
     stage = models.CharField(max_length=20, choices=Stage.choices)
     text = models.TextField()
+    turn_edits = models.JSONField(default=dict, blank=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     draft = models.ForeignKey(Draft, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -58,6 +65,7 @@ class Autosave(models.Model):
     item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     text = models.TextField()
+    turn_edits = models.JSONField(default=dict, blank=True)
     draft = models.ForeignKey(Draft, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
 
