@@ -1,6 +1,7 @@
 """REST endpoints for imports and exports: authenticate, validate, call one service or selector."""
 
 import json
+from dataclasses import asdict
 
 from django.http import FileResponse
 from django.urls import reverse
@@ -15,7 +16,7 @@ from core.serializers import StrictSerializer
 
 from . import exporting, importing, selectors
 from .dataio.exporters import EXPORT_FORMATS
-from .dataio.parsers import FORMATS
+from .dataio.parsers import FIELDS, FORMATS
 from .models import ImportJob, ItemStatus
 from .permissions import check_project_admin
 
@@ -31,9 +32,10 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImportJob
-        fields = ["id", "project", "filename", "format", "mapping", "skip_invalid", "redact", "status",
-                  "counts", "progress", "errors", "errors_total", "errors_truncated", "message", "created_by",
-                  "created_at", "started_at", "heartbeat_at", "finished_at"]  # fmt: skip
+        fields = ["id", "project", "filename", "format", "detected_format", "mapping", "skip_invalid",
+                  "redact", "status", "counts", "progress", "key_report", "errors", "errors_total",
+                  "errors_truncated", "message", "created_by", "created_at", "started_at", "heartbeat_at",
+                  "finished_at"]  # fmt: skip
         read_only_fields = fields
 
     def get_counts(self, job: ImportJob) -> dict[str, int]:
@@ -51,11 +53,28 @@ class ImportCreateSerializer(StrictSerializer):
     # An empty file gets the parser's line-numbered "file is empty" like every other bad file.
     file = serializers.FileField(allow_empty_file=True)
     format = serializers.ChoiceField(choices=["", *FORMATS], required=False, default="", allow_blank=True)
-    # A JSON object sent as a multipart text part: {"input": "question", "external_id": "id", ...}.
-    mapping = serializers.JSONField(binary=True, required=False, allow_null=True, default=None)
+    # A JSON object sent as a multipart text part: {"input": "question", "external_id": "id", ...}; a
+    # field mapped to null comes from no key (its usual key then lands in metadata).
+    mapping = serializers.JSONField(
+        binary=True, required=False, allow_null=True, default=None,
+        help_text=f"field -> source key or null; fields: {', '.join(FIELDS)}",
+    )  # fmt: skip
     skip_invalid = serializers.BooleanField(required=False, default=False)
     # Left out: the project's redact_on_import setting.
     redact = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+def _import_upload(request, project_id: int):
+    """The project and the validated import body, for the project's admins; an oversized body is refused
+    from its header, before any of it is read (and spooled)."""
+    project = selectors.project_get_for_user(user=request.user, project_id=project_id)
+    check_project_admin(user=request.user, project=project)
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > MULTIPART_SLACK:
+        importing.check_file_size(size=declared - MULTIPART_SLACK)
+    serializer = ImportCreateSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return project, serializer.validated_data
 
 
 class ProjectImportsApi(GenericAPIView):
@@ -71,15 +90,7 @@ class ProjectImportsApi(GenericAPIView):
         request={"multipart/form-data": ImportCreateSerializer}, responses={202: ImportJobSerializer}
     )
     def post(self, request, project_id: int):
-        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
-        check_project_admin(user=request.user, project=project)
-        # Refuse an oversized body from its header, before reading (and spooling) any of it.
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        if declared > MULTIPART_SLACK:
-            importing.check_file_size(size=declared - MULTIPART_SLACK)
-        serializer = ImportCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        project, data = _import_upload(request, project_id)
         upload = data["file"]
         job = importing.import_job_create(
             project=project,
@@ -92,6 +103,40 @@ class ProjectImportsApi(GenericAPIView):
             redact=data["redact"],
         )
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportPreviewSerializer(serializers.Serializer):
+    format = serializers.CharField(help_text="what the file is read as (a schema, or csv/json/jsonl)")
+    rows = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="the first rows as items will hold them: line, external_id, system, messages, "
+        "reference_output, reference_extra, tools, metadata",
+    )
+    keys = serializers.DictField(help_text='{source key: {"to": destination, "rows": n}}')
+    errors = serializers.ListField(child=serializers.DictField())
+    errors_total = serializers.IntegerField()
+    records_read = serializers.IntegerField()
+    records_invalid = serializers.IntegerField()
+    complete = serializers.BooleanField(help_text=f"false: only the first {importing.PREVIEW_MAX_RECORDS:,} "
+                                                  "records were read")  # fmt: skip
+
+
+class ImportPreviewApi(GenericAPIView):
+    """What an import of the same body would store, from the file's first records; creates nothing."""
+
+    serializer_class = ImportPreviewSerializer
+
+    @extend_schema(
+        request={"multipart/form-data": ImportCreateSerializer}, responses={200: ImportPreviewSerializer}
+    )
+    def post(self, request, project_id: int):
+        project, data = _import_upload(request, project_id)
+        upload = data["file"]
+        preview = importing.import_preview(
+            project=project, actor=request.user, file=upload, filename=upload.name, fmt=data["format"],
+            mapping=data["mapping"], redact=data["redact"],
+        )  # fmt: skip
+        return Response(asdict(preview))
 
 
 class ImportDetailApi(GenericAPIView):
@@ -112,6 +157,9 @@ class ExportQuerySerializer(StrictSerializer):
 class ProjectExportApi(GenericAPIView):
     """The export file, streamed from a temporary file once every sample validated.
 
+    `?metadata.<key>=<value>` exports only the items whose metadata holds that value (several combine);
+    an empty value filters nothing, as an empty field of the export page's form means "any".
+
     Headers: `X-Dataset-Info` (the dataset_info.json content for the file, compact JSON), `X-Record-Count`,
     and `Link: <...&part=dataset_info>; rel="describedby"`, which answers that JSON as a document.
     """
@@ -128,13 +176,19 @@ class ProjectExportApi(GenericAPIView):
             OpenApiParameter("status", str, enum=list(ItemStatus.values)),
             OpenApiParameter("metadata", bool),
             OpenApiParameter("part", str, enum=["data", "dataset_info"]),
+            OpenApiParameter("metadata.<key>", str, description="only items whose metadata <key> is this"),
         ],
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
     )
     def get(self, request, project_id: int):
         project = selectors.project_get_for_user(user=request.user, project_id=project_id)
         check_project_admin(user=request.user, project=project)
-        query = ExportQuerySerializer(data=request.query_params.dict())
+        given = request.query_params.dict()
+        matched = selectors.metadata_filters(given)
+        filters = {key: value for key, value in matched.items() if value != ""}
+        prefix = selectors.METADATA_PARAM
+        rest = {k: v for k, v in given.items() if not (k.startswith(prefix) and k[len(prefix) :] in matched)}
+        query = ExportQuerySerializer(data=rest)
         query.is_valid(raise_exception=True)
         params = query.validated_data
         if params["part"] == "dataset_info":
@@ -144,7 +198,7 @@ class ProjectExportApi(GenericAPIView):
             return Response(info)
         export = exporting.export_to_tempfile(
             project=project, actor=request.user, fmt=params["format"], status=params["status"],
-            metadata=params["metadata"],
+            metadata=params["metadata"], filters=filters,
         )  # fmt: skip
         response = FileResponse(
             export.file, as_attachment=True, filename=export.file_name, content_type=export.content_type

@@ -30,6 +30,11 @@ urlpatterns += [
         api_dataio.ProjectImportsApi.as_view(),
         name="api-project-imports",
     ),
+    path(
+        "projects/<int:project_id>/imports/preview/",
+        api_dataio.ImportPreviewApi.as_view(),
+        name="api-project-import-preview",
+    ),
     path("imports/<int:job_id>/", api_dataio.ImportDetailApi.as_view(), name="api-import"),
     path(
         "projects/<int:project_id>/export/", api_dataio.ProjectExportApi.as_view(), name="api-project-export"

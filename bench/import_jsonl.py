@@ -54,8 +54,9 @@ def main() -> None:
             for n, row in enumerate(read_records(stream, filename=path.name), 1):
                 assert isinstance(row, ParsedRow)
                 Item.objects.create(
-                    project=target, input=row.input, context=row.context, reference_output=row.reference_output,
-                    external_id=row.external_id, content_hash=item_content_hash(input=row.input, context=row.context),
+                    project=target, input=row.input, system=row.system, messages=row.messages,
+                    reference_output=row.reference_output, metadata=row.metadata, external_id=row.external_id,
+                    content_hash=item_content_hash(messages=row.messages, system=row.system),
                 )  # fmt: skip
                 if n >= args.sample:
                     break

@@ -5,9 +5,9 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotation import importing
-from annotation.importing import import_job_run
+from annotation.importing import import_job_run, jobs
 from annotation.models import AuditEvent, ComplianceFlag, ImportJob, Item
+from tests.import_helpers import jsonl
 
 pytestmark = pytest.mark.django_db
 
@@ -15,10 +15,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-
-
-def jsonl(*records) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
 def upload(client, project, name: str, content: bytes, **fields):
@@ -114,8 +110,11 @@ def test_same_external_id_in_another_project_is_a_new_item(api, people, project)
         ("s.jsonl", jsonl({"id": "k1", "conversations": [{"from": "human", "value": "What?"},
                                                          {"from": "gpt", "value": "That"}]}), {},
          ("What?", "That", "k1")),
+        ("o.jsonl", jsonl({"id": "k1", "messages": [{"role": "user", "content": "What?"},
+                                                    {"role": "assistant", "content": "That"}]}), {},
+         ("What?", "That", "k1")),
     ],
-    ids=["csv", "json", "label_studio", "alpaca", "sharegpt"],
+    ids=["csv", "json", "label_studio", "alpaca", "sharegpt", "openai"],
 )  # fmt: skip
 def test_every_format_imports(api, people, project, name, content, fields, expected):
     job = import_file(api, people, project, name, content, **fields)
@@ -280,7 +279,7 @@ def test_compliance_phrases_flag_imported_items(api, people, project):
 
 def test_progress_is_visible_while_the_file_is_read(api, people, project, monkeypatch):
     # given progress written after every row
-    monkeypatch.setattr(importing, "PROGRESS_EVERY_S", 0)
+    monkeypatch.setattr(jobs, "PROGRESS_EVERY_S", 0)
     client = api(people["admin"])
     job_id = upload(client, project, "q.jsonl", jsonl(*({"input": f"q{i}"} for i in range(50)))).json()["id"]
     seen = []

@@ -69,3 +69,30 @@ def test_cli_unknown_project_is_an_error(db, tmp_path):
     path = write(tmp_path, "q.jsonl", {"input": "one"})
     with pytest.raises(CommandError, match="no project"):
         call_command("import_items", str(path), project="nope", verbosity=0)
+
+
+def test_cli_imports_conversations_and_prints_where_each_key_went(project, tmp_path, capsys):
+    record = {"id": 5, "category": "it", "conversations": [
+        {"from": "human", "value": "q1"}, {"from": "gpt", "value": "a1"},
+        {"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]}  # fmt: skip
+    path = write(tmp_path, "chat.jsonl", record)
+
+    call_command("import_items", str(path), project=project.slug, verbosity=0)
+
+    item = Item.objects.get()
+    assert (len(item.messages), item.reference_output, item.metadata) == (3, "a2", {"category": "it"})
+    out = capsys.readouterr().out
+    assert "read as sharegpt" in out and "  category -> metadata.category (1 rows)" in out
+
+
+def test_cli_names_the_turn_of_a_conversation_that_cannot_be_read(project, tmp_path, capsys):
+    record = {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": ""}]}
+    path = write(tmp_path, "chat.jsonl", record)
+
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_items", str(path), project=project.slug, verbosity=0)
+
+    assert (
+        "chat.jsonl: line 1, field 'conversations', turn 2: the assistant turn is empty"
+        in capsys.readouterr().err
+    )

@@ -95,7 +95,7 @@ def conversation_split(turns: Sequence[Mapping[str, Any]], *, system: str = "", 
                 raise TurnError(position, "a system turn may only come first")
             content = turn.get("content")
             if not isinstance(content, str):
-                raise TurnError(position, f"the system turn's content must be text, not {_kind(content)}")
+                raise TurnError(position, f"the system turn's content must be text, not {kind(content)}")
             if system and content != system:
                 raise TurnError(position, "the system prompt is given twice, and differently")
             system = content
@@ -110,7 +110,7 @@ def conversation_split(turns: Sequence[Mapping[str, Any]], *, system: str = "", 
             content = ""
         if not isinstance(content, str):
             hint = "; only text content is supported" if isinstance(content, list) else ""
-            raise TurnError(position, f"content must be text, not {_kind(content)}{hint}")
+            raise TurnError(position, f"content must be text, not {kind(content)}{hint}")
         if not content.strip() and not (role == ASSISTANT and _has_tool_calls(turn)):
             raise TurnError(position, f"the {role} turn is empty")
         turn["content"] = content
@@ -174,6 +174,25 @@ def turn_edits_check(messages: Sequence[Mapping[str, Any]], edits: Mapping) -> d
     return clean
 
 
+def turn_edits_merge(
+    messages: Sequence[Mapping[str, Any]], carried: Mapping | None, edits: Mapping
+) -> dict[str, str]:
+    """A revision's cumulative edits: `carried` (its parent's, {str index: text}) with `edits` applied.
+
+    `edits` are checked as turn_edits_check does (ValueError naming the bad turn); an edit that gives a
+    turn back its own text undoes the carried edit of that turn instead of being stored.
+    """
+    clean = turn_edits_check(messages, edits)
+    merged = {str(k): v for k, v in (carried or {}).items()}
+    for key in edits:
+        index = int(key)
+        if index in clean:
+            merged[str(index)] = clean[index]
+        else:
+            merged.pop(str(index), None)
+    return dict(sorted(merged.items(), key=lambda kv: int(kv[0])))
+
+
 def turns_edited(messages: Sequence[Mapping[str, Any]], edits: Mapping | None) -> list[Message]:
     """A copy of `messages` with each edited turn's content replaced (keys may be str or int)."""
     edited = {int(k): v for k, v in (edits or {}).items()}
@@ -203,11 +222,24 @@ def content_hash(*, system: str, messages: Sequence[Mapping[str, Any]], tools: S
     A single user turn with no tools hashes as items always have (its text and the system prompt), so
     items stored before conversations existed keep their hash; anything else hashes its canonical JSON.
     """
+    return content_hash_with_json(system=system, messages=messages, tools=tools)[0]
+
+
+_canonical = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+
+
+def content_hash_with_json(
+    *, system: str, messages: Sequence[Mapping[str, Any]], tools: Sequence = ()
+) -> tuple[str, str]:
+    """(content_hash, `messages` as canonical JSON text): the same hash, for a caller that stores the
+    JSON too (imports), so that each conversation is encoded once. The body is canonical_json's of
+    {"messages", "system", "tools"}, written from its parts (keys in sorted order)."""
+    messages_json = _canonical(list(messages))
     plain = len(messages) == 1 and set(messages[0]) == {"role", "content"} and messages[0]["role"] == USER
     if plain and not tools:
-        return hashlib.sha256(f"{messages[0]['content']}\x1f{system}".encode()).hexdigest()
-    body = canonical_json({"system": system, "messages": list(messages), "tools": list(tools)})
-    return hashlib.sha256(f"conversation\x1f{body}".encode()).hexdigest()
+        return hashlib.sha256(f"{messages[0]['content']}\x1f{system}".encode()).hexdigest(), messages_json
+    body = f'{{"messages":{messages_json},"system":{_canonical(system)},"tools":{_canonical(list(tools))}}}'
+    return hashlib.sha256(f"conversation\x1f{body}".encode()).hexdigest(), messages_json
 
 
 def prompt_turns(
@@ -227,7 +259,8 @@ def prompt_turns(
     return (system or default_system or None), turns
 
 
-def _kind(value: object) -> str:
+def kind(value: object) -> str:
+    """How an error names a JSON value's type: \"a number\", \"an array\", ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):

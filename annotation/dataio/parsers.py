@@ -1,4 +1,8 @@
-"""Streaming readers that turn an uploaded CSV / JSON / JSONL file into import rows or row errors."""
+"""Streaming readers that turn an uploaded CSV / JSON / JSONL file into conversation rows or row errors.
+
+This module knows containers (how records are laid out in a file, and the guards on size and encoding);
+`records` knows what a record of each format means.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,19 @@ import codecs
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import BinaryIO
 
 import ijson
+
+from .conversation import kind as _kind
+from .records import FIELDS, SCHEMAS, ParsedRow, RowError, mapping_normalised, plan_for, record_row
+
+__all__ = ["CONTAINERS", "FIELDS", "FORMATS", "SCHEMAS", "FileTooLarge", "ImportErrorReport", "KeyReport",
+           "ParsedRow", "RowError", "detect_container", "detect_schema", "read_records"]  # fmt: skip
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -21,16 +32,9 @@ MAX_LISTED_ERRORS = 100
 
 # Container formats say how records are laid out in the file; schemas say what a record looks like.
 CONTAINERS = ("csv", "json", "jsonl")
-SCHEMAS = ("label_studio", "alpaca", "sharegpt")
 FORMATS = CONTAINERS + SCHEMAS
 
-FIELDS = ("input", "context", "reference_output", "external_id")
-DEFAULT_MAPPING: dict[str, str | None] = {name: name for name in FIELDS}
-# Label Studio's own text templates put the text under data.text.
-LABEL_STUDIO_MAPPING: dict[str, str | None] = {**DEFAULT_MAPPING, "input": "text"}
-
 _BOM = codecs.BOM_UTF8
-_MISSING = object()
 
 
 class FileTooLarge(Exception):
@@ -47,28 +51,37 @@ class _NotUtf8(Exception):
         self.offset = offset
 
 
-@dataclass(frozen=True)
-class ParsedRow:
-    """One valid record. `line` is the file line for CSV/JSONL, the 1-based record number for a JSON array."""
+class KeyReport:
+    """Which source key went where, and in how many rows: {key: {"to": destination, "rows": n}}.
 
-    line: int
-    input: str
-    context: str = ""
-    reference_output: str = ""
-    external_id: str = ""
+    Rows of one file mostly share their keys, so whole key sets are counted and only folded into per-key
+    counts now and then: the cost per row is one hash of a tuple, and memory stays bounded.
+    """
 
+    FOLD_AT = 256
 
-@dataclass(frozen=True)
-class RowError:
-    """Why a record (or the file, when `line` is 1 and `field` None) cannot be imported."""
+    def __init__(self):
+        self.format = ""  # what the file was read as: a schema, or its container for plain records
+        self._shapes: Counter[tuple[tuple[str, str], ...]] = Counter()
+        self._keys: dict[str, dict[str, object]] = {}
 
-    line: int
-    field: str | None
-    reason: str
+    def add(self, keys: tuple[tuple[str, str], ...]) -> None:
+        self._shapes[keys] += 1
+        if len(self._shapes) > self.FOLD_AT:
+            self._fold()
 
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", field '{self.field}'" if self.field else "")
-        return f"{where}: {self.reason}"
+    def _fold(self) -> None:
+        for keys, rows in self._shapes.items():
+            for key, destination in keys:
+                entry = self._keys.setdefault(key, {"to": destination, "rows": 0})
+                if destination not in str(entry["to"]).split(" | "):
+                    entry["to"] = f"{entry['to']} | {destination}"
+                entry["rows"] = int(entry["rows"]) + rows
+        self._shapes.clear()
+
+    def as_dict(self) -> dict[str, dict[str, object]]:
+        self._fold()
+        return {key: dict(entry) for key, entry in self._keys.items()}
 
 
 @dataclass
@@ -153,14 +166,17 @@ def detect_container(filename: str, head: bytes) -> str:
 
 
 def detect_schema(record: Mapping[str, object]) -> str:
-    """Recognise alpaca, sharegpt and Label Studio records by their keys; anything else uses the mapping."""
+    """Recognise ShareGPT, OpenAI chat, alpaca and Label Studio records by their keys; anything else is a
+    plain record, read by its recognised keys and the mapping."""
     if isinstance(record.get("conversations"), list):
         return "sharegpt"
-    if "instruction" in record and "output" in record:
+    if isinstance(record.get("messages"), list):
+        return "openai"
+    if "instruction" in record:
         return "alpaca"
     if isinstance(record.get("data"), dict):
         return "label_studio"
-    return "mapped"
+    return "plain"
 
 
 def read_records(
@@ -171,13 +187,16 @@ def read_records(
     mapping: Mapping[str, str | None] | None = None,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    keys: KeyReport | None = None,
 ) -> Iterator[ParsedRow | RowError]:
-    """Yield each record of `stream` as a ParsedRow, or one RowError per problem found in it.
+    """Yield each record of `stream` as a ParsedRow (a conversation), or one RowError per problem in it.
 
-    `fmt` is a container ("csv", "json", "jsonl") or a schema ("label_studio", "alpaca", "sharegpt");
-    left None, the container comes from `filename` and the first bytes, the schema from the first record.
-    `mapping` (field -> source key, for input/context/reference_output/external_id) selects fields of
-    plain records; given with a container fmt, it turns schema detection off.
+    `fmt` is a container ("csv", "json", "jsonl") or a schema ("label_studio", "alpaca", "sharegpt",
+    "openai"); left None, the container comes from `filename` and the first bytes, the schema from the
+    first record. `mapping` (field -> source key or None, fields as in records.FIELDS) overrides which
+    key holds a field; given without a schema fmt it turns detection off (records are read as plain).
+    `keys`, when given, learns what the file is read as (`keys.format`); the caller counts the rows it
+    keeps with `keys.add(row.keys)`, so a reader stopped early (a preview) counts what it showed.
 
     For an all-or-nothing import, collect errors and discard rows when any; to skip invalid records, keep
     the rows. Raises FileTooLarge (possibly after some rows) when the stream passes `max_file_bytes`.
@@ -185,10 +204,7 @@ def read_records(
     """
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if mapping is not None:
-        unknown = set(mapping) - set(FIELDS)
-        if unknown:
-            raise ValueError(f"unknown mapping keys {sorted(unknown)}; expected some of {list(FIELDS)}")
+    mapping = mapping_normalised(mapping) if mapping is not None else None
     buffered = io.BufferedReader(_GuardedReader(stream, max_file_bytes))
     try:
         if buffered.peek(3)[:3] == _BOM:
@@ -198,14 +214,17 @@ def read_records(
             yield RowError(1, None, "file is empty")
             return
         container = fmt if fmt in CONTAINERS else detect_container(filename, head)
-        schema = fmt if fmt in SCHEMAS else ("mapped" if mapping is not None else None)
+        schema = fmt if fmt in SCHEMAS else ("plain" if mapping is not None else None)
         if container == "csv":
-            if schema not in (None, "mapped"):
+            if schema not in (None, "plain"):
                 raise ValueError(f"format {fmt!r} is JSON-shaped and cannot be read from CSV")
-            yield from _dedupe(_csv_rows(buffered, {**DEFAULT_MAPPING, **(mapping or {})}, max_field_bytes))
-            return
-        records = _json_array(buffered) if container == "json" else _jsonl(buffered)
-        yield from _dedupe(_records_to_rows(records, schema, mapping, max_field_bytes))
+            if keys is not None:
+                keys.format = "csv"
+            rows = _csv_rows(buffered, plan_for("plain", mapping, text_cells=True), max_field_bytes)
+        else:
+            records = _json_array(buffered) if container == "json" else _jsonl(buffered)
+            rows = _records_to_rows(records, schema, mapping, max_field_bytes, keys, container)
+        yield from _dedupe(rows)
     except _NotUtf8 as exc:
         yield RowError(
             exc.line, None, f"not valid UTF-8 (byte offset {exc.offset} on line {exc.line}); save as UTF-8"
@@ -225,23 +244,7 @@ def _dedupe(rows: Iterable[ParsedRow | RowError]) -> Iterator[ParsedRow | RowErr
         yield row
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    return type(value).__name__
-
-
-def _csv_rows(
-    buffered: io.BufferedReader, mapping: Mapping[str, str | None], max_field_bytes: int
-) -> Iterator[ParsedRow | RowError]:
+def _csv_rows(buffered: io.BufferedReader, plan, max_field_bytes: int) -> Iterator[ParsedRow | RowError]:
     text = io.TextIOWrapper(buffered, encoding="utf-8", newline="")
     reader = csv.reader(text)
     try:
@@ -250,9 +253,9 @@ def _csv_rows(
             yield RowError(1, None, "file is empty")
             return
         header = [name.strip() for name in header]
-        source = mapping.get("input")
-        if source not in header:
-            yield RowError(1, source, f"header has no column {source!r} for the input field")
+        problem = _csv_header_problem(header, plan)
+        if problem:
+            yield problem
             return
         end_of_previous = reader.line_num
         seen_data = False
@@ -265,11 +268,31 @@ def _csv_rows(
             if len(cells) != len(header):
                 yield RowError(line, None, f"row has {len(cells)} cells but the header has {len(header)}")
                 continue
-            yield from _build_row(line, dict(zip(header, cells, strict=True)), mapping, max_field_bytes)
+            result = record_row(line, dict(zip(header, cells, strict=True)), plan, max_field_bytes)
+            if isinstance(result, list):
+                yield from result
+            else:
+                yield result
         if not seen_data:
             yield RowError(1, None, "file has a header row but no data rows")
     except csv.Error as exc:
         yield RowError(reader.line_num, None, f"unreadable CSV: {exc}")
+
+
+def _csv_header_problem(header: list[str], plan) -> RowError | None:
+    """A CSV names its keys once: a header without a column for the question fails the file, not each row."""
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        return RowError(1, None, f"the header repeats columns: {', '.join(duplicated)}")
+    for name in ("messages", "input"):
+        mapped = plan.sources[name] if name in plan.mapped else ()
+        if mapped and mapped[0] not in header:
+            return RowError(1, mapped[0], f"header has no column {mapped[0]!r} for the {name} field")
+    candidates = plan.sources.get("input", ()) + plan.sources.get("messages", ())
+    if not any(column in header for column in candidates):
+        return RowError(1, "input", f"header has no column for the input field; expected one of "
+                                    f"{', '.join(candidates)} (or a mapping)")  # fmt: skip
+    return None
 
 
 def _json_array(buffered: io.BufferedReader) -> Iterator[tuple[int, object] | RowError]:
@@ -317,7 +340,10 @@ def _records_to_rows(
     schema: str | None,
     mapping: Mapping[str, str | None] | None,
     max_field_bytes: int,
+    keys: KeyReport | None,
+    container: str,
 ) -> Iterator[ParsedRow | RowError]:
+    plan = plan_for(schema, mapping) if schema else None
     for item in records:
         if isinstance(item, RowError):
             yield item
@@ -326,121 +352,13 @@ def _records_to_rows(
         if not isinstance(record, dict):
             yield RowError(number, None, f"record is {_kind(record)}, expected an object")
             continue
-        # The first record fixes the schema so that a file cannot mix shapes.
-        schema = schema or detect_schema(record)
-        if schema == "alpaca":
-            yield from _alpaca_row(number, record, max_field_bytes)
-        elif schema == "sharegpt":
-            yield from _sharegpt_row(number, record, max_field_bytes)
-        elif schema == "label_studio":
-            yield from _label_studio_row(number, record, mapping, max_field_bytes)
+        if plan is None:
+            # The first record fixes the schema so that a file cannot mix shapes.
+            plan = plan_for(detect_schema(record), mapping)
+        if keys is not None and not keys.format:
+            keys.format = container if plan.schema == "plain" else plan.schema
+        result = record_row(number, record, plan, max_field_bytes)
+        if isinstance(result, list):
+            yield from result
         else:
-            yield from _build_row(number, record, {**DEFAULT_MAPPING, **(mapping or {})}, max_field_bytes)
-
-
-def _build_row(
-    line: int, record: Mapping[str, object], mapping: Mapping[str, str | None], max_field_bytes: int
-) -> Iterator[ParsedRow | RowError]:
-    values = {
-        name: (source, record.get(source, _MISSING) if source else _MISSING)
-        for name, source in mapping.items()
-    }
-    yield from _validated(line, values, max_field_bytes)
-
-
-def _validated(
-    line: int, values: Mapping[str, tuple[str | None, object]], max_field_bytes: int
-) -> Iterator[ParsedRow | RowError]:
-    """Check each canonical field's (source key, value) and yield the row or every error found."""
-    errors: list[RowError] = []
-    clean: dict[str, str] = {}
-    for name, (source, value) in values.items():
-        label = source or name
-        if value is _MISSING or value is None:
-            value = ""
-        if name == "external_id" and isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            errors.append(RowError(line, label, f"expected text, found {_kind(value)}"))
-            continue
-        size = len(value.encode("utf-8"))
-        if size > max_field_bytes:
-            reason = f"is {size:,} bytes, over the {max_field_bytes:,}-byte limit"
-            errors.append(RowError(line, label, reason))
-            continue
-        clean[name] = value.strip() if name == "external_id" else value
-    if "input" not in values:
-        errors.append(RowError(line, "input", "no source field is mapped to input"))
-    elif "input" in clean and not clean["input"].strip():
-        source = values["input"][0] or "input"
-        missing = values["input"][1] is _MISSING
-        errors.append(RowError(line, source, "input field is missing" if missing else "input field is empty"))
-    if errors:
-        yield from errors
-        return
-    yield ParsedRow(line=line, **{name: clean.get(name, "") for name in FIELDS})
-
-
-def _alpaca_row(line: int, record: dict, max_field_bytes: int) -> Iterator[ParsedRow | RowError]:
-    instruction = record.get("instruction", _MISSING)
-    extra = record.get("input") or ""
-    if not isinstance(extra, str):
-        yield RowError(line, "input", f"expected text, found {_kind(extra)}")
-        return
-    # LLaMA-Factory builds the prompt as "instruction\ninput"; importing it alike keeps round trips equal.
-    if isinstance(instruction, str) and extra:
-        instruction = f"{instruction}\n{extra}" if instruction else extra
-    values = {
-        "input": ("instruction", instruction),
-        "context": ("system", record.get("system", _MISSING)),
-        "reference_output": ("output", record.get("output", _MISSING)),
-        "external_id": ("id", record.get("id", _MISSING)),
-    }
-    yield from _validated(line, values, max_field_bytes)
-
-
-def _sharegpt_row(line: int, record: dict, max_field_bytes: int) -> Iterator[ParsedRow | RowError]:
-    turns = record.get("conversations")
-    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
-        yield RowError(line, "conversations", "expected a list of {from, value} turns")
-        return
-    system = record.get("system", _MISSING)
-    human: object = _MISSING
-    answer: object = _MISSING
-    for index, turn in enumerate(turns):
-        role = turn.get("from")
-        if role == "system" and system is _MISSING:
-            system = turn.get("value")
-        elif role in ("human", "user") and human is _MISSING:
-            human = turn.get("value")
-            following = turns[index + 1] if index + 1 < len(turns) else {}
-            if following.get("from") in ("gpt", "assistant"):
-                answer = following.get("value")
-            break
-    if human is _MISSING:
-        yield RowError(line, "conversations", "no human turn in conversations")
-        return
-    values = {
-        "input": ("conversations", human),
-        "context": ("system", system),
-        "reference_output": ("conversations", answer),
-        "external_id": ("id", record.get("id", _MISSING)),
-    }
-    yield from _validated(line, values, max_field_bytes)
-
-
-def _label_studio_row(
-    line: int, record: dict, mapping: Mapping[str, str | None] | None, max_field_bytes: int
-) -> Iterator[ParsedRow | RowError]:
-    data = record.get("data")
-    if not isinstance(data, dict):
-        yield RowError(line, "data", "Label Studio task has no 'data' object")
-        return
-    mapping = {**LABEL_STUDIO_MAPPING, **(mapping or {})}
-    data = dict(data)
-    id_source = mapping.get("external_id")
-    if (not id_source or id_source not in data) and "id" in record:
-        # Without an id in data, the task's own Label Studio id is the stable handle back to the source.
-        mapping["external_id"] = "id"
-        data["id"] = record["id"]
-    yield from _build_row(line, data, mapping, max_field_bytes)
+            yield result

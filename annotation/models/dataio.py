@@ -23,6 +23,7 @@ class ImportJob(models.Model):
     file = models.FileField(upload_to="imports/%Y/%m/", blank=True)
     filename = models.CharField(max_length=255)
     format = models.CharField(max_length=20, blank=True)  # empty: detected from the name and content
+    detected_format = models.CharField(max_length=20, blank=True)  # what the file was read as
     mapping = models.JSONField(null=True, blank=True)  # field -> source key; null: the format's default
     skip_invalid = models.BooleanField(default=False)
     redact = models.BooleanField(default=False)
@@ -34,6 +35,8 @@ class ImportJob(models.Model):
     rows_flagged = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)  # the first 100: {"line", "field", "reason"}
     errors_total = models.PositiveIntegerField(default=0)
+    # Where each source key of the valid rows went: {key: {"to": "metadata.category", "rows": n}}.
+    key_report = models.JSONField(default=dict, blank=True)
     bytes_read = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(default=0)
     message = models.TextField(blank=True)

@@ -1,4 +1,5 @@
-"""Import parsing: each format's rows, and a line-numbered error for each way a file can be wrong."""
+"""Import parsing of containers: CSV / JSON / JSONL rows, and a line-numbered error for each way a file
+can be wrong (formats and conversations: test_import_formats.py)."""
 
 import io
 import json
@@ -13,6 +14,7 @@ from annotation.dataio.parsers import (
     detect_container,
     read_records,
 )
+from tests.import_helpers import jsonl
 
 
 def read(data: bytes, **kwargs) -> list:
@@ -28,8 +30,8 @@ def rows(results: list) -> list[ParsedRow]:
     return [r for r in results if isinstance(r, ParsedRow)]
 
 
-def jsonl(*records) -> bytes:
-    return b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+def question(line: int, text: str, **fields) -> ParsedRow:
+    return ParsedRow(line=line, messages=[{"role": "user", "content": text}], **fields)
 
 
 # --- formats -----------------------------------------------------------------------------------------
@@ -38,15 +40,13 @@ def jsonl(*records) -> bytes:
 def test_csv_with_bom_reads_mapped_fields():
     # given a UTF-8 CSV with a BOM and custom column names
     data = "\ufeffprompt,ctx,answer,key\n你好,背景,回答,k1\n".encode()
-    mapping = {"input": "prompt", "context": "ctx", "reference_output": "answer", "external_id": "key"}
+    mapping = {"input": "prompt", "system": "ctx", "reference_output": "answer", "external_id": "key"}
 
     # when
     results = read(data, filename="a.csv", mapping=mapping)
 
     # then
-    assert results == [
-        ParsedRow(line=2, input="你好", context="背景", reference_output="回答", external_id="k1")
-    ]
+    assert results == [question(2, "你好", system="背景", reference_output="回答", external_id="k1")]
 
 
 def test_csv_multiline_cell_reports_the_line_where_the_row_starts():
@@ -54,7 +54,7 @@ def test_csv_multiline_cell_reports_the_line_where_the_row_starts():
 
     results = read(data, filename="a.csv")
 
-    assert results == [ParsedRow(line=2, input="two\nlines")]
+    assert results == [question(2, "two\nlines")]
 
 
 def test_json_array_is_streamed_with_record_numbers():
@@ -62,7 +62,7 @@ def test_json_array_is_streamed_with_record_numbers():
 
     results = read(data, filename="a.json")
 
-    assert results == [ParsedRow(line=1, input="a"), ParsedRow(line=2, input="b", external_id="7")]
+    assert results == [question(1, "a"), question(2, "b", external_id="7")]
 
 
 def test_jsonl_skips_blank_lines_and_keeps_line_numbers():
@@ -73,45 +73,12 @@ def test_jsonl_skips_blank_lines_and_keeps_line_numbers():
     assert [(r.line, r.input) for r in results] == [(1, "a"), (3, "b")]
 
 
-def test_label_studio_tasks_take_fields_from_data_and_the_task_id():
-    data = json.dumps([{"id": 41, "data": {"text": "问题", "context": "c"}, "annotations": []}]).encode()
-
-    results = read(data, filename="export.json")
-
-    assert results == [ParsedRow(line=1, input="问题", context="c", external_id="41")]
-
-
-def test_alpaca_joins_instruction_and_input_like_llama_factory():
-    data = jsonl({"instruction": "Translate", "input": "你好", "output": "Hello", "system": "Be brief"})
-
-    results = read(data, filename="a.jsonl")
-
-    assert results == [
-        ParsedRow(line=1, input="Translate\n你好", context="Be brief", reference_output="Hello")
-    ]
-
-
-def test_sharegpt_takes_first_human_turn_its_answer_and_system_turn():
-    record = {
-        "conversations": [
-            {"from": "system", "value": "sys"},
-            {"from": "human", "value": "q1"},
-            {"from": "gpt", "value": "a1"},
-            {"from": "human", "value": "q2"},
-        ]
-    }
-
-    results = read(json.dumps([record]).encode(), filename="a.json")
-
-    assert results == [ParsedRow(line=1, input="q1", context="sys", reference_output="a1")]
-
-
 def test_explicit_format_overrides_the_extension():
     data = jsonl({"input": "a"})
 
     results = read(data, filename="data.txt", fmt="jsonl")
 
-    assert rows(results) == [ParsedRow(line=1, input="a")]
+    assert rows(results) == [question(1, "a")]
 
 
 def test_detection_sniffs_first_bytes_when_extension_is_unknown():
@@ -148,10 +115,21 @@ def test_malformed_json_array_names_the_record():
     assert "malformed JSON" in errors(results)[0].reason
 
 
-def test_missing_input_field_is_reported():
+def test_missing_input_field_is_reported_with_the_keys_looked_for():
     results = read(jsonl({"context": "c"}), filename="a.jsonl")
 
-    assert errors(results) == [RowError(1, "input", "input field is missing")]
+    assert errors(results) == [
+        RowError(
+            1, "input", "input field is missing; expected one of input, prompt, question, query, messages, "
+            "conversations",
+        )
+    ]  # fmt: skip
+
+
+def test_missing_mapped_input_field_names_the_mapped_key():
+    results = read(jsonl({"q": "a"}, {"other": "b"}), filename="a.jsonl", mapping={"input": "q"})
+
+    assert errors(results) == [RowError(2, "q", "input field is missing")]
 
 
 def test_empty_input_field_is_reported():
@@ -173,6 +151,17 @@ def test_field_over_size_limit_is_reported_with_its_size():
     results = read(data, filename="a.jsonl", max_field_bytes=100)
 
     assert errors(results) == [RowError(1, "context", "is 101 bytes, over the 100-byte limit")]
+
+
+def test_field_size_limit_applies_to_every_turn():
+    turns = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * 101},
+             {"role": "user", "content": "q2"}]  # fmt: skip
+
+    results = read(jsonl({"messages": turns}), filename="a.jsonl", max_field_bytes=100)
+
+    assert errors(results) == [
+        RowError(1, "messages", "the assistant turn is 101 bytes, over the 100-byte limit", 2)
+    ]
 
 
 def test_field_size_limit_counts_utf8_bytes_not_characters():
@@ -204,7 +193,7 @@ def test_not_utf8_names_line_and_byte_offset():
 
     results = read(data, filename="a.jsonl")
 
-    assert rows(results) == [ParsedRow(line=1, input="a")]
+    assert rows(results) == [question(1, "a")]
     assert errors(results) == [
         RowError(2, None, f"not valid UTF-8 (byte offset {data.index(0xE9)} on line 2); save as UTF-8"),
     ]
@@ -252,10 +241,30 @@ def test_csv_row_with_fewer_cells_than_header_is_reported():
     assert errors(results) == [RowError(2, None, "row has 1 cells but the header has 2")]
 
 
-def test_csv_without_the_input_column_is_reported_once():
-    results = read(b"question\na\nb\n", filename="a.csv")
+def test_csv_without_a_question_column_is_reported_once():
+    results = read(b"title,answer\na,b\nc,d\n", filename="a.csv")
 
-    assert errors(results) == [RowError(1, "input", "header has no column 'input' for the input field")]
+    assert errors(results) == [
+        RowError(
+            1,
+            "input",
+            "header has no column for the input field; expected one of input, prompt, "
+            "question, query, messages, conversations (or a mapping)",
+        )  # fmt: skip
+    ]
+
+
+def test_csv_without_the_mapped_input_column_is_reported_once():
+    results = read(b"question\na\nb\n", filename="a.csv", mapping={"input": "prompt"})
+
+    assert errors(results) == [RowError(1, "prompt", "header has no column 'prompt' for the input field")]
+
+
+def test_csv_header_that_repeats_a_column_is_refused():
+    # given two columns of the same name, one of which a dict would silently drop
+    results = read(b"input,tag,tag\na,x,y\n", filename="a.csv")
+
+    assert errors(results) == [RowError(1, None, "the header repeats columns: tag")]
 
 
 def test_duplicate_external_id_is_reported_on_the_second_occurrence():
@@ -263,7 +272,7 @@ def test_duplicate_external_id_is_reported_on_the_second_occurrence():
 
     results = read(data, filename="a.jsonl")
 
-    assert rows(results) == [ParsedRow(line=1, input="a", external_id="k")]
+    assert rows(results) == [question(1, "a", external_id="k")]
     assert errors(results) == [RowError(2, "external_id", "duplicate external_id 'k' (first on line 1)")]
 
 
@@ -316,4 +325,4 @@ def test_large_file_is_read_lazily():
     first = [next(results) for _ in range(10)]
 
     # then only a buffer's worth was read
-    assert first[-1] == ParsedRow(line=10, input="row 9")
+    assert first[-1] == question(10, "row 9")

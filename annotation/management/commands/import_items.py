@@ -1,4 +1,4 @@
-"""Import a local file of prompts into a project, in this process, with a progress bar."""
+"""Import a local file of conversations into a project, in this process, with a progress bar."""
 
 import json
 from pathlib import Path
@@ -6,22 +6,27 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotation.dataio.parsers import FORMATS
+from annotation.dataio.parsers import FIELDS, FORMATS
 from annotation.importing import import_job_create, import_job_run
 from annotation.models import ImportStatus, Project
 
 
 class Command(BaseCommand):
     help = (
-        "Import items from a CSV, JSON, JSONL, Label Studio, alpaca or sharegpt file. Nothing is imported "
-        "when any row is invalid, unless --skip-invalid; rows already in the project are skipped."
+        "Import items from a CSV, JSON, JSONL, Label Studio, alpaca, sharegpt or OpenAI chat file; every key "
+        "that is not part of the conversation becomes the item's metadata. Nothing is imported when any row "
+        "is invalid, unless --skip-invalid; rows already in the project are skipped."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
         parser.add_argument("--project", required=True, help="project slug")
         parser.add_argument("--format", choices=FORMATS, default="", help="default: detect")
-        parser.add_argument("--mapping", default=None, help="JSON: field -> source key")
+        parser.add_argument(
+            "--mapping",
+            default=None,
+            help=f"JSON: field -> source key, or null for none; fields: {', '.join(FIELDS)}",
+        )
         parser.add_argument("--skip-invalid", action="store_true", help="import valid rows, list the rest")
         redact = parser.add_mutually_exclusive_group()
         redact.add_argument("--redact", dest="redact", action="store_true", default=None)
@@ -63,9 +68,14 @@ class Command(BaseCommand):
             job = import_job_run(job_id=job.pk, stream=stream, on_progress=progress)
         for error in job.errors:
             where = f"line {error['line']}" + (f", field '{error['field']}'" if error["field"] else "")
+            where += f", turn {error['turn']}" if error.get("turn") else ""
             self.stderr.write(f"{path.name}: {where}: {error['reason']}")
         if job.errors_total > len(job.errors):
             self.stderr.write(f"... and {job.errors_total - len(job.errors):,} more errors")
         if job.status != ImportStatus.SUCCEEDED:
             raise CommandError(job.message)
         self.stdout.write(self.style.SUCCESS(f"import {job.pk}: {job.message}"))
+        if job.detected_format:
+            self.stdout.write(f"read as {job.detected_format}; keys:")
+        for key, entry in job.key_report.items():
+            self.stdout.write(f"  {key} -> {entry['to']} ({entry['rows']:,} rows)")
