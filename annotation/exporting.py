@@ -11,20 +11,24 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
+from django.db.models import CharField, F, Func
 
 from core.errors import ApplicationError
 
-from .dataio import exporters
+from .dataio import export_tables, exporters
+from .dataio.conversation import last_user_text, single_turn, turns_edited
 from .dataio.exporters import EXPORT_FORMATS, ExportValidationError
 from .dataio.redaction import CARD, CN_ID, EMAIL, PHONE, redact
 from .models import Item, ItemStatus, Project
 from .permissions import check_project_admin
+from .selectors import items_with_metadata
 from .services import audit_record
 
 EXTENSIONS = {"alpaca": "jsonl", "sharegpt": "jsonl", "openai": "jsonl", "preference": "jsonl",
@@ -86,29 +90,22 @@ def export_dataset_info(*, project: Project, fmt: str) -> dict[str, Any] | None:
 
 
 def export_samples(
-    *, project: Project, status: str = ItemStatus.APPROVED, metadata: bool = False
-) -> Iterator[dict]:
-    """The project's items in `status` as redacted samples, in id order, with flat memory.
+    *, project: Project, status: str = ItemStatus.APPROVED, metadata: bool = False,
+    filters: Mapping[str, str] | None = None,
+) -> Iterator[dict]:  # fmt: skip
+    """The project's items in `status` (and whose metadata matches `filters`) as redacted samples, in id
+    order, with flat memory.
 
-    The output is the item's current revision (the approved answer), else its reference output; the draft
-    is the model draft that revision started from (for preference pairs).
+    A sample is the item's conversation as its current revision stands for it: `messages` with the
+    revision's edits of earlier assistant turns applied, `output` the revision's reply (else the reference
+    output), `reply_extra` the reply turn's own keys, `draft` the model draft that revision started from
+    (for preference pairs). `metadata` holds the item id, the item's own metadata under "item", and with
+    `metadata` set the provenance (author, reviewers, scores, ...).
     """
-    rows = (
-        Item.objects.filter(project=project, status=status)
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "external_id",
-            "input",
-            "system",
-            "reference_output",
-            "current_revision__text",
-            "current_revision__draft__text",
-            "current_revision__draft__model_version_id",
-            "current_revision__author__username",
-            "approved_at",
-        )  # fmt: skip
-    )
+    items = Item.objects.filter(project=project, status=status)
+    if filters:
+        items = items_with_metadata(items, filters)
+    rows = items.order_by("pk").values_list(*_SAMPLE_FIELDS)
     chunk: list[tuple] = []
     for row in rows.iterator(chunk_size=CHUNK):
         chunk.append(row)
@@ -118,28 +115,31 @@ def export_samples(
     yield from _samples(chunk, metadata=metadata)
 
 
+_SAMPLE_FIELDS = (
+    "pk", "external_id", "input", "system", "messages", "tools", "reference_output", "reference_extra",
+    "metadata", "current_revision__text", "current_revision__turn_edits", "current_revision__draft__text",
+    "current_revision__draft__model_version_id", "current_revision__author__username", "approved_at",
+)  # fmt: skip
+
+
 def _samples(rows: list[tuple], *, metadata: bool) -> Iterator[dict]:
     reviews = _reviewers_per_tier([row[0] for row in rows]) if metadata and rows else {}
     scores = _rating_scores([row[0] for row in rows]) if metadata and rows else {}
     for (
-        pk,
-        external_id,
-        input_,
-        context,
-        reference,
-        text,
-        draft,
-        model_version,
-        author,
-        approved_at,
-    ) in rows:
+        pk, external_id, input_, system, messages, tools, reference, reference_extra, item_metadata,
+        text, turn_edits, draft, model_version, author, approved_at,
+    ) in rows:  # fmt: skip
+        turns = turns_edited(messages or single_turn(input_), turn_edits)
         sample = {
-            "input": redact_for_export(input_),
-            "context": redact_for_export(context),
+            "input": redact_for_export(last_user_text(turns) or input_),
+            "system": redact_for_export(system),
+            "messages": [_redact_turn(turn) for turn in turns],
+            "tools": tools or [],
             "output": redact_for_export(text if text is not None else reference),
+            "reply_extra": _redact_turn(reference_extra or {}),
             "draft": redact_for_export(draft or ""),
             # The id names the sample in validation errors even when metadata is not exported.
-            "metadata": {"id": pk},
+            "metadata": {"id": pk, "item": redact_value(item_metadata or {})},
         }
         if metadata:
             sample["metadata"] = {
@@ -150,8 +150,56 @@ def _samples(rows: list[tuple], *, metadata: bool) -> Iterator[dict]:
                 "scores": scores.get(pk),
                 "draft_model_version": model_version,
                 "approved_at": approved_at.isoformat() if approved_at else None,
+                "item": sample["metadata"]["item"],
             }
         yield sample
+
+
+def redact_value(value: Any) -> Any:
+    """Every string (and number: a phone number may be stored as one) inside a JSON value, redacted."""
+    if isinstance(value, str):
+        return redact_for_export(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if abs(value) < 1_000_000:
+            return value  # too short for a phone number, a card or an ID: skip the slow matchers
+        text = str(value)
+        redacted = redact_for_export(text)
+        return value if redacted == text else redacted
+    if isinstance(value, list):
+        return [redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    return value
+
+
+def _redact_arguments(arguments: Any) -> Any:
+    """A tool call's arguments, JSON text as OpenAI gives them: the values inside are redacted and the
+    text is kept as it came when nothing needed it (so it stays byte for byte what was reviewed)."""
+    if not isinstance(arguments, str):
+        return redact_value(arguments)
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return redact_for_export(arguments)
+    redacted = redact_value(parsed)
+    return arguments if redacted == parsed else json.dumps(redacted, ensure_ascii=False)
+
+
+def _redact_turn(turn: dict) -> dict:
+    """A turn (or the reply's extra keys) with its text and its tool calls' arguments redacted."""
+    turn = dict(turn)
+    if isinstance(turn.get("content"), str):
+        turn["content"] = redact_for_export(turn["content"])
+    if isinstance(turn.get("tool_calls"), list):
+        turn["tool_calls"] = [_redact_call(call) for call in turn["tool_calls"]]
+    return turn
+
+
+def _redact_call(call: Any) -> Any:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or "arguments" not in function:
+        return call
+    return {**call, "function": {**function, "arguments": _redact_arguments(function["arguments"])}}
 
 
 def _reviewers_per_tier(item_ids: list[int]) -> dict[int, dict[str, list[str]]]:
@@ -217,19 +265,20 @@ def _jsonl_with_metadata(fmt: str, samples, stream: IO[bytes]) -> int:
 
 def export_write(
     *, project: Project, fmt: str, stream: IO[bytes], status: str = ItemStatus.APPROVED,
-    metadata: bool = False,
+    metadata: bool = False, filters: Mapping[str, str] | None = None,
 ) -> int:  # fmt: skip
     """Write the export to `stream`; returns the number of records. A sample the trainer would drop or
-    misread raises ApplicationError naming it, part-way: write to a file you can throw away."""
+    misread raises ApplicationError naming it, part-way: write to a file you can throw away.
+
+    CSV and Parquet always carry the item's metadata as columns; JSONL records carry it (under
+    metadata.item, beside the provenance keys) only with `metadata`, since trainers read every key."""
     check_export_options(fmt=fmt, status=status)
-    samples = export_samples(project=project, status=status, metadata=metadata)
+    samples = export_samples(project=project, status=status, metadata=metadata, filters=filters)
     try:
         if fmt == "csv":
-            if not metadata:
-                samples = ({**s, "metadata": {}} for s in samples)
-            return exporters.write_csv(samples, stream)
+            return export_tables.write_csv(samples, stream, provenance=metadata)
         if fmt == "parquet":
-            return exporters.write_parquet(samples, stream)
+            return export_tables.write_parquet(samples, stream)
         if metadata:
             return _jsonl_with_metadata(fmt, samples, stream)
         writer = {
@@ -247,6 +296,28 @@ def export_write(
         ) from None
 
 
+def export_metadata_keys(
+    *, project: Project, status: str = ItemStatus.APPROVED, limit: int = 50
+) -> list[str]:
+    """The metadata keys the project's items in `status` hold (the export page offers a filter for each).
+    On PostgreSQL one `jsonb_object_keys` query; elsewhere a walk over the metadata."""
+    items = Item.objects.filter(project=project, status=status)
+    if connection.vendor == "postgresql":
+        keys = (
+            items.annotate(kind=Func(F("metadata"), function="jsonb_typeof", output_field=CharField()))
+            .filter(kind="object")
+            .annotate(key=Func(F("metadata"), function="jsonb_object_keys", output_field=CharField()))
+            .values_list("key", flat=True)
+            .distinct()
+            .order_by("key")
+        )
+        return list(keys[:limit])
+    found: set[str] = set()
+    for value in items.values_list("metadata", flat=True).iterator(chunk_size=CHUNK):
+        found.update(value if isinstance(value, dict) else ())
+    return sorted(found)[:limit]
+
+
 @dataclass(frozen=True)
 class ExportFile:
     file: IO[bytes]
@@ -258,19 +329,21 @@ class ExportFile:
 
 def export_to_tempfile(
     *, project: Project, actor: AbstractBaseUser, fmt: str, status: str = ItemStatus.APPROVED,
-    metadata: bool = False,
+    metadata: bool = False, filters: Mapping[str, str] | None = None,
 ) -> ExportFile:  # fmt: skip
     """Write the export into an anonymous temporary file (deleted when closed), rewound for reading."""
     check_project_admin(user=actor, project=project)
     check_export_options(fmt=fmt, status=status)
     handle = tempfile.TemporaryFile()  # noqa: SIM115 - the response closes it after streaming
     try:
-        records = export_write(project=project, fmt=fmt, stream=handle, status=status, metadata=metadata)
+        records = export_write(
+            project=project, fmt=fmt, stream=handle, status=status, metadata=metadata, filters=filters
+        )
     except BaseException:
         handle.close()
         raise
     handle.seek(0)
-    _audit_export(project=project, actor=actor, fmt=fmt, status=status, records=records)
+    _audit_export(project=project, actor=actor, fmt=fmt, status=status, records=records, filters=filters)
     return ExportFile(
         file=handle,
         file_name=export_file_name(project=project, fmt=fmt),
@@ -289,7 +362,7 @@ class ExportResult:
 
 def export_to_dir(
     *, project: Project, fmt: str, out: Path, status: str = ItemStatus.APPROVED, metadata: bool = False,
-    actor: AbstractBaseUser | None = None,
+    filters: Mapping[str, str] | None = None, actor: AbstractBaseUser | None = None,
 ) -> ExportResult:  # fmt: skip
     """Write the data file into `out` and add its entry to `out/dataset_info.json` (kept entries stay), so
     `out` can be LLaMA-Factory's dataset_dir. Nothing is replaced unless the whole export validated."""
@@ -299,7 +372,9 @@ def export_to_dir(
     descriptor, partial = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(descriptor, "wb") as stream:
-            records = export_write(project=project, fmt=fmt, stream=stream, status=status, metadata=metadata)
+            records = export_write(
+                project=project, fmt=fmt, stream=stream, status=status, metadata=metadata, filters=filters
+            )
         os.replace(partial, path)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
@@ -311,13 +386,13 @@ def export_to_dir(
         existing = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
         existing.update(info)
         info_path.write_text(json.dumps(existing, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    _audit_export(project=project, actor=actor, fmt=fmt, status=status, records=records)
+    _audit_export(project=project, actor=actor, fmt=fmt, status=status, records=records, filters=filters)
     return ExportResult(path=path, records=records, dataset_info_path=info_path)
 
 
-def _audit_export(*, project: Project, actor, fmt: str, status: str, records: int) -> None:
+def _audit_export(*, project: Project, actor, fmt: str, status: str, records: int, filters=None) -> None:
     # Data leaving the platform is recorded like a state change: who took what, when.
-    audit_record(
-        actor=actor, action="export", target=project, project=project,
-        data={"format": fmt, "status": status, "records": records},
-    )  # fmt: skip
+    data = {"format": fmt, "status": status, "records": records}
+    if filters:
+        data["metadata"] = dict(filters)
+    audit_record(actor=actor, action="export", target=project, project=project, data=data)

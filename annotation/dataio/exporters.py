@@ -1,18 +1,27 @@
-"""Streaming writers from reviewed samples to LLaMA-Factory / OpenAI training files, CSV and Parquet."""
+"""Streaming writers from reviewed conversations to LLaMA-Factory and OpenAI JSONL, and their entries."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, BinaryIO, Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from .conversation import (
+    ASSISTANT,
+    TOOL,
+    USER,
+    Conversation,
+    TurnError,
+    conversation_split,
+    history_pairs,
+    single_turn,
+)
 
-# A sample is a mapping with keys input, context, output, draft (model draft it started from, may be
-# empty) and optionally metadata (a dict; its "id" names the sample in errors).
+# A sample is a mapping with keys system, messages (the turns before the reply), tools, output (the
+# reply's text), reply_extra (the reply turn's other keys), draft (the model draft it started from, may
+# be empty) and metadata (a dict: its "id" names the sample in errors, its "item" holds the item's own
+# metadata). A sample without messages is the single turn `input`; `context` is read for `system` from
+# callers that still name it so.
 Sample = Mapping[str, Any]
 ContextAs = Literal["system", "input"]
 
@@ -23,15 +32,24 @@ SHAREGPT_TAGS = {
     "content_tag": "value",
     "user_tag": "human",
     "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
     "system_tag": "system",
 }
+# LLaMA-Factory reads OpenAI files with its sharegpt reader (data/README.md, "OpenAI Format"): it sees
+# role and content only, so tool calls reach it through the sharegpt export's function_call turns.
 OPENAI_TAGS = {
     "role_tag": "role",
     "content_tag": "content",
     "user_tag": "user",
     "assistant_tag": "assistant",
+    "observation_tag": "tool",
     "system_tag": "system",
 }
+_SHAREGPT_FROM = {USER: "human", ASSISTANT: "gpt", TOOL: "observation"}
+# How LLaMA-Factory itself joins parallel tool results into one observation turn (converter.py).
+TOOL_RESULTS_JOIN = "\n</tool_response>\n<tool_response>\n"
+_ALPACA_CANNOT = "which alpaca cannot hold; export as sharegpt or openai"
 
 # Keys LLaMA-Factory reads from a dataset_info.json entry (data/README.md); anything else is a typo it
 # would silently ignore, such as "format" for "formatting".
@@ -49,10 +67,6 @@ _HINTS = {
     "filename": "file_name",
 }
 
-# Characters that make Excel / LibreOffice / Sheets read a cell as a formula (OWASP CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CSV_COLUMNS = ("input", "context", "output", "draft", "metadata")
-
 
 class ExportValidationError(ValueError):
     """A sample or dataset_info entry that would train wrongly; `sample` names which one."""
@@ -69,7 +83,7 @@ def sample_ref(sample: Sample, index: int) -> str:
     return f"sample {ident!r}" if ident is not None else f"sample #{index}"
 
 
-def _text(sample: Sample, key: str, ref: str, *, required: bool) -> str:
+def sample_text(sample: Sample, key: str, ref: str, *, required: bool) -> str:
     value = sample.get(key)
     if value is None:
         value = ""
@@ -80,10 +94,90 @@ def _text(sample: Sample, key: str, ref: str, *, required: bool) -> str:
     return value
 
 
+def sample_conversation(sample: Sample, index: int = 0) -> Conversation:
+    """The sample's whole conversation, checked as imports check it (errors name the 1-based turn)."""
+    ref = sample_ref(sample, index)
+    system = sample_text(sample, "system" if "system" in sample else "context", ref, required=False)
+    messages = sample.get("messages") or single_turn(sample_text(sample, "input", ref, required=True))
+    output = sample_text(sample, "output", ref, required=False)
+    reply_extra = dict(sample.get("reply_extra") or {})
+    tools = sample.get("tools") or []
+    if not isinstance(messages, list):
+        raise ExportValidationError(ref, f"messages must be a list, not {type(messages).__name__}")
+    if not isinstance(tools, list):
+        raise ExportValidationError(ref, f"tools must be a list, not {type(tools).__name__}")
+    if not output.strip() and not reply_extra.get("tool_calls"):
+        raise ExportValidationError(ref, "output is empty")
+    reply = {"role": ASSISTANT, "content": output, **reply_extra}
+    try:
+        conv = conversation_split([*messages, reply], system=system, tools=tools)
+    except TurnError as exc:
+        raise ExportValidationError(ref, str(exc)) from None
+    return conv
+
+
+def _sharegpt_call(call: Any, ref: str, turn: int) -> dict[str, Any]:
+    """One OpenAI tool call as LLaMA-Factory's {"name", "arguments"} (arguments a JSON value, not text)."""
+    function = call.get("function") if isinstance(call, Mapping) else None
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        raise ExportValidationError(ref, f"turn {turn}: a tool call needs a function with a name")
+    lost = sorted((set(call) - {"id", "type", "function"}) | (set(function) - {"name", "arguments"}))
+    if call.get("type", "function") != "function" or lost:
+        what = f"keys {', '.join(lost)}" if lost else f"type {call.get('type')!r}"
+        raise ExportValidationError(
+            ref, f"turn {turn}: a function_call turn cannot hold the tool call's {what}"
+        )
+    arguments = function.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            raise ExportValidationError(
+                ref, f"turn {turn}: the arguments of tool call {function['name']!r} are not JSON"
+            ) from None
+    value = {"name": function["name"], "arguments": arguments}
+    if call.get("id"):
+        value["id"] = call["id"]  # LLaMA-Factory ignores it; an import reads it back
+    return value
+
+
+def sharegpt_turns(conv: Conversation, ref: str) -> list[dict[str, Any]]:
+    """Every turn as LLaMA-Factory names it: human, gpt, function_call (the calls as JSON text) and
+    observation; a turn's other keys (a name, a weight) are kept beside from/value."""
+    turns: list[dict[str, Any]] = []
+    for position, turn in enumerate(conv.full(), start=1):
+        role, content = turn["role"], turn["content"]
+        extra = {k: v for k, v in turn.items() if k not in ("role", "content", "tool_calls")}
+        if role == TOOL and turns and turns[-1]["from"] == "observation":
+            # Parallel results: LLaMA-Factory wants one observation; the calls' order says which is which.
+            kept = sorted((set(extra) | set(turns[-1])) - {"from", "value", "name", "tool_call_id"})
+            if kept:
+                raise ExportValidationError(
+                    ref, f"turn {position}: parallel tool results with keys {', '.join(kept)} cannot be "
+                    "joined into one observation; export as openai",
+                )  # fmt: skip
+            turns[-1] = {"from": "observation", "value": turns[-1]["value"] + TOOL_RESULTS_JOIN + content}
+        elif role == ASSISTANT and turn.get("tool_calls"):
+            if content.strip():
+                raise ExportValidationError(
+                    ref, f"turn {position} has text and tool calls; a function_call turn holds only the "
+                    "calls; export as openai",
+                )  # fmt: skip
+            calls = [_sharegpt_call(call, ref, position) for call in turn["tool_calls"]]
+            value = calls[0] if len(calls) == 1 else calls
+            turns.append({"from": "function_call", "value": json.dumps(value, ensure_ascii=False), **extra})
+        else:
+            turns.append({"from": _SHAREGPT_FROM[role], "value": content, **extra})
+    return turns
+
+
 def validate_conversation(messages: Sequence[Mapping[str, Any]], tags: Mapping[str, str], ref: str) -> None:
-    """Check the turn order LLaMA-Factory's sharegpt reader expects: optional system, then user/assistant
-    pairs starting with the user and ending with the assistant, each with non-empty text."""
+    """Check the turn order LLaMA-Factory's sharegpt reader expects: optional system, then user (or
+    observation) and assistant (or function call) turns alternating, starting with the user and ending
+    with the assistant, each with non-empty text."""
     role, content = tags["role_tag"], tags["content_tag"]
+    odd = {tags["user_tag"], tags.get("observation_tag")} - {None}
+    even = {tags["assistant_tag"], tags.get("function_tag")} - {None}
     turns = list(messages)
     if turns and turns[0].get(role) == tags["system_tag"]:
         turns = turns[1:]
@@ -92,60 +186,80 @@ def validate_conversation(messages: Sequence[Mapping[str, Any]], tags: Mapping[s
             ref, "a conversation needs user/assistant pairs, ending with the assistant"
         )
     for position, turn in enumerate(turns):
-        expected = tags["user_tag"] if position % 2 == 0 else tags["assistant_tag"]
-        if turn.get(role) != expected:
+        allowed = odd if position % 2 == 0 else even
+        if turn.get(role) not in allowed:
+            expected = " or ".join(repr(tag) for tag in sorted(allowed))
             raise ExportValidationError(
-                ref, f"turn {position + 1} is {turn.get(role)!r}; roles must alternate, expected {expected!r}"
+                ref, f"turn {position + 1} is {turn.get(role)!r}; roles must alternate, expected {expected}"
             )
         text = turn.get(content)
         if not isinstance(text, str) or not text.strip():
             raise ExportValidationError(ref, f"turn {position + 1} has no text")
 
 
-def alpaca_record(sample: Sample, index: int = 0, *, context_as: ContextAs = "system") -> dict[str, str]:
-    ref = sample_ref(sample, index)
-    prompt = _text(sample, "input", ref, required=True)
-    context = _text(sample, "context", ref, required=False)
-    output = _text(sample, "output", ref, required=True)
-    if context_as == "input":
-        # Classic alpaca: the task in instruction, the material it works on in input.
-        return {"instruction": prompt, "input": context, "output": output}
-    return {"instruction": prompt, "input": "", "output": output, "system": context}
+def _tools_text(conv: Conversation) -> str:
+    # LLaMA-Factory reads tools as JSON text and skips them when the text is empty.
+    return json.dumps(conv.tools, ensure_ascii=False) if conv.tools else ""
+
+
+def alpaca_record(sample: Sample, index: int = 0, *, context_as: ContextAs = "system") -> dict[str, Any]:
+    return alpaca_conversation(sample_conversation(sample, index), sample_ref(sample, index), context_as)
+
+
+def alpaca_conversation(conv: Conversation, ref: str, context_as: ContextAs = "system") -> dict[str, Any]:
+    """instruction (the last user turn), output, system, history ([user, assistant] pairs before it) and
+    tools; a conversation alpaca cannot hold (tool turns, a turn's own keys) is refused with the reason."""
+    if conv.reply_extra.get("tool_calls"):
+        raise ExportValidationError(ref, f"the reply is a tool call, {_ALPACA_CANNOT}")
+    try:
+        history, prompt = history_pairs(conv.messages)
+    except ValueError as exc:
+        raise ExportValidationError(ref, str(exc)) from None
+    for position, turn in enumerate(conv.full(), start=1):
+        lost = sorted(set(turn) - {"role", "content"})
+        if lost:
+            raise ExportValidationError(ref, f"turn {position} has keys ({', '.join(lost)}) {_ALPACA_CANNOT}")
+    # Classic alpaca (context_as="input"): the task in instruction, the material it works on in input.
+    head = {"instruction": prompt, "input": conv.system} if context_as == "input" else {
+        "instruction": prompt, "input": "", "system": conv.system}  # fmt: skip
+    return {**head, "output": conv.reply, "history": history, "tools": _tools_text(conv)}
 
 
 def sharegpt_record(sample: Sample, index: int = 0) -> dict[str, Any]:
     ref = sample_ref(sample, index)
-    conversations = [
-        {"from": "human", "value": _text(sample, "input", ref, required=True)},
-        {"from": "gpt", "value": _text(sample, "output", ref, required=True)},
-    ]
+    conv = sample_conversation(sample, index)
+    conversations = sharegpt_turns(conv, ref)
     validate_conversation(conversations, SHAREGPT_TAGS, ref)
-    return {"conversations": conversations, "system": _text(sample, "context", ref, required=False)}
+    return {"conversations": conversations, "system": conv.system, "tools": _tools_text(conv)}
+
+
+def openai_messages(conv: Conversation) -> list[dict[str, Any]]:
+    """The system message, then every turn as it is held (tool_calls, tool_call_id, name and any other
+    key), the reply last with its own keys: what the fine-tuning API and TRL's SFTTrainer read."""
+    system = [{"role": "system", "content": conv.system}] if conv.system.strip() else []
+    return system + conv.full()
 
 
 def openai_record(sample: Sample, index: int = 0) -> dict[str, Any]:
-    ref = sample_ref(sample, index)
-    context = _text(sample, "context", ref, required=False)
-    messages = [{"role": "system", "content": context}] if context.strip() else []
-    messages += [
-        {"role": "user", "content": _text(sample, "input", ref, required=True)},
-        {"role": "assistant", "content": _text(sample, "output", ref, required=True)},
-    ]
-    validate_conversation(messages, OPENAI_TAGS, ref)
-    return {"messages": messages}
+    conv = sample_conversation(sample, index)
+    record: dict[str, Any] = {"messages": openai_messages(conv)}
+    if conv.tools:
+        record["tools"] = conv.tools
+    return record
 
 
 def preference_record(
     sample: Sample, index: int = 0, *, context_as: ContextAs = "system"
-) -> dict[str, str] | None:
+) -> dict[str, Any] | None:
     """The reviewer's output as chosen over the model draft as rejected; None when there is no real pair."""
     ref = sample_ref(sample, index)
-    draft = _text(sample, "draft", ref, required=False)
-    record = alpaca_record(sample, index, context_as=context_as)
-    output = record.pop("output")
+    output = sample_text(sample, "output", ref, required=True)
+    draft = sample_text(sample, "draft", ref, required=False)
     if not draft.strip() or draft.strip() == output.strip():
         return None
-    return {**record, "chosen": output, "rejected": draft}
+    record = alpaca_record(sample, index, context_as=context_as)
+    chosen = record.pop("output")
+    return {**record, "chosen": chosen, "rejected": draft}
 
 
 def _write_jsonl(records: Iterable[Mapping[str, Any] | None], stream: BinaryIO) -> int:
@@ -186,78 +300,18 @@ def write_preference_jsonl(
     )
 
 
-def csv_safe(value: str) -> str:
-    """Neutralise a cell a spreadsheet would run as a formula by prefixing a single quote."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
-
-
-def write_csv(samples: Iterable[Sample], stream: BinaryIO) -> int:
-    """Write samples as CSV with every cell neutralised against formula injection."""
-    # utf-8-sig: Excel reads BOM-less UTF-8 as the local code page and garbles Chinese.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    writer = csv.writer(text)
-    writer.writerow(CSV_COLUMNS)
-    written = 0
-    for index, sample in enumerate(samples, 1):
-        ref = sample_ref(sample, index)
-        row = [
-            _text(sample, "input", ref, required=True),
-            _text(sample, "context", ref, required=False),
-            _text(sample, "output", ref, required=True),
-            _text(sample, "draft", ref, required=False),
-            json.dumps(sample.get("metadata") or {}, ensure_ascii=False, default=str),
-        ]
-        writer.writerow([csv_safe(cell) for cell in row])
-        written += 1
-    text.flush()
-    text.detach()  # leave the caller's stream open
-    return written
-
-
-def _parquet_schema(context_as: ContextAs) -> pa.Schema:
-    names = ["instruction", "input", "output"] + (["system"] if context_as == "system" else [])
-    return pa.schema([(name, pa.string()) for name in names])
-
-
-def _batches(records: Iterable[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
-    batch: list[dict[str, str]] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def write_parquet(
-    samples: Iterable[Sample],
-    stream: BinaryIO,
-    *,
-    context_as: ContextAs = "system",
-    batch_size: int = 1000,
-) -> int:
-    """Write alpaca-shaped rows to Parquet, one row group per `batch_size` samples to keep memory flat."""
-    schema = _parquet_schema(context_as)
-    records = (alpaca_record(s, i, context_as=context_as) for i, s in enumerate(samples, 1))
-    written = 0
-    with pq.ParquetWriter(stream, schema) as writer:
-        for batch in _batches(records, batch_size):
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-            written += len(batch)
-        if not written:
-            writer.write_table(schema.empty_table())
-    return written
+# --- dataset_info.json --------------------------------------------------------------------------------
 
 
 def dataset_info_entry(fmt: str, file_name: str, *, context_as: ContextAs = "system") -> dict[str, Any]:
     """The LLaMA-Factory dataset_info.json entry that reads a file written by the matching writer."""
     system = {"system": "system"} if context_as == "system" else {}
+    alpaca_rest = {**system, "history": "history", "tools": "tools"}
     if fmt in ("alpaca", "parquet"):
         entry = {
             "file_name": file_name,
             "formatting": "alpaca",
-            "columns": {"prompt": "instruction", "query": "input", "response": "output", **system},
+            "columns": {"prompt": "instruction", "query": "input", "response": "output", **alpaca_rest},
         }
     elif fmt == "preference":
         entry = {
@@ -265,13 +319,13 @@ def dataset_info_entry(fmt: str, file_name: str, *, context_as: ContextAs = "sys
             "formatting": "alpaca",
             "ranking": True,
             "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected",
-                        **system},
+                        **alpaca_rest},
         }  # fmt: skip
     elif fmt == "sharegpt":
         entry = {
             "file_name": file_name,
             "formatting": "sharegpt",
-            "columns": {"messages": "conversations", "system": "system"},
+            "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
             "tags": dict(SHAREGPT_TAGS),
         }
     elif fmt == "openai":
