@@ -4,11 +4,13 @@ import time
 
 import pytest
 
+from annotation.dataio.conversation import single_turn
 from annotation.models import Draft, Item, ItemStatus
 from annotation.services import items_create
 from tests.factories import ProjectFactory
 from tests.test_drafting_support import version_deploy
-from training.services import project_drafting_request
+from training import model_cache
+from training.services import generate, item_prompt, model_spec, project_drafting_request
 
 QUESTIONS = ["Where is my order?", "我的订单怎么还没到？", "Can I change my delivery address please?", "退货"]
 
@@ -59,6 +61,44 @@ def test_candidates_are_stored_ranked_and_low_confidence_routes_to_experts(celer
         confidences = list(item.drafts.order_by("rank").values_list("confidence", flat=True))
         assert len(confidences) == 3 and confidences == sorted(confidences, reverse=True)
         assert item.low_confidence and item.needs_expert
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_a_conversation_is_drafted_from_its_whole_history(celery_worker_process):
+    # given a deployed version and an item holding a conversation: a system prompt, an earlier exchange,
+    # and the question the reply answers
+    project = ProjectFactory(confidence_threshold=0.0)
+    version = version_deploy(project)
+    row = {
+        "system": "You are the shop's assistant.",
+        "messages": [
+            {"role": "user", "content": "我的订单怎么还没到？"},
+            {"role": "assistant", "content": "请提供您的订单号。"},
+            {"role": "user", "content": "Order 7731, placed on Monday."},
+        ],
+    }
+    items_create(project=project, actor=None, rows=[row])
+
+    # when the worker drafts it
+    project_drafting_request(project_id=project.pk)
+    assert wait_until(Draft.objects.filter(item__project=project).exists)
+
+    # then the draft is the model's continuation of the whole conversation, rendered through the chat
+    # template, and not of the last question alone
+    item = Item.objects.get(project=project)
+    prompt = item_prompt(project, messages=item.messages, system=item.system, tools=item.tools)
+    with model_cache.lock:
+        rendered = model_cache.drafter_for(model_spec(version)).render(prompt)
+    assert rendered.startswith("<|bos|><|im_start|>system\nYou are the shop's assistant.<|im_end|>\n")
+    assert (
+        "<|im_start|>user\n我的订单怎么还没到？<|im_end|>\n<|im_start|>assistant\n请提供您的订单号。"
+        in rendered
+    )
+    draft = item.drafts.get()
+    assert draft.text == generate(version, [prompt])[0][0].text
+    question_alone = item_prompt(project, messages=single_turn(item.input))
+    assert draft.text != generate(version, [question_alone])[0][0].text
 
 
 @pytest.mark.django_db

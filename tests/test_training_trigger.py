@@ -12,7 +12,7 @@ from annotation.models import Item
 from annotation.services import items_create
 from tests.factories import ProjectFactory
 from tests.test_training_support import annotators, approve_all, approve_one, task_rows
-from training import runs, trigger
+from training import runs, snapshots, trigger
 from training.engine.data import split_for
 from training.models import RunStatus, SnapshotSplit, TrainingRun
 
@@ -81,7 +81,7 @@ def test_no_second_run_while_one_is_active_and_the_next_counts_only_new_samples(
 
     # then no second run starts
     assert TrainingRun.objects.filter(project=project).count() == 1
-    assert runs.approved_unsnapshotted(project_id=project.pk).count() == 5
+    assert snapshots.approved_unsnapshotted(project_id=project.pk).count() == 5
 
     # when the first run ends, the next approval starts a run over all approved samples
     TrainingRun.objects.filter(pk=first.pk).update(status=RunStatus.FAILED)
@@ -105,8 +105,8 @@ def test_snapshot_is_frozen_hashed_split_by_item_id_and_written_for_llama_factor
     item.current_revision.save()
 
     # when a snapshot is taken twice
-    first = runs.snapshot_create(project=project, eval_fraction=0.2)
-    second = runs.snapshot_create(project=project, eval_fraction=0.2)
+    first = snapshots.snapshot_create(project=project, eval_fraction=0.2)
+    second = snapshots.snapshot_create(project=project, eval_fraction=0.2)
 
     # then the same data gives the same hash and the split follows split_for(item id); golden is held out
     assert first.content_hash == second.content_hash and len(first.content_hash) == 64
@@ -120,13 +120,13 @@ def test_snapshot_is_frozen_hashed_split_by_item_id_and_written_for_llama_factor
     # and a later edit does not change the frozen snapshot
     item.current_revision.text = "Something else."
     item.current_revision.save()
-    assert runs.snapshot_create(project=project, eval_fraction=0.2).content_hash != first.content_hash
+    assert snapshots.snapshot_create(project=project, eval_fraction=0.2).content_hash != first.content_hash
     assert first.samples.get(item=item).output != "Something else."
 
-    # and its files are LLaMA-Factory datasets
-    info = runs.snapshot_files_write(snapshot=first, directory=tmp_path)
+    # and its files are LLaMA-Factory datasets: train and eval, each as alpaca and as sharegpt
+    info = snapshots.snapshot_files_write(snapshot=first, directory=tmp_path)
     on_disk = json.loads((tmp_path / "dataset_info.json").read_text())
-    assert on_disk == info and len(info) == 3
+    assert on_disk == info and len(info) == 4
     for entry in info.values():
         assert (tmp_path / entry["file_name"]).exists()
     train_file = next(e["file_name"] for name, e in info.items() if name.endswith("train_alpaca"))

@@ -112,12 +112,14 @@ class SnapshotSample(models.Model):
     item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="snapshot_samples")
     split = models.CharField(max_length=10, choices=SnapshotSplit.choices)
     # The conversation as approved (earlier-turn edits applied, redacted): the turns before the reply,
-    # the reply in `output`; `input` repeats the last user turn.
+    # the reply in `output` and its turn's other keys (its tool calls) in `reply_extra`; `input` repeats
+    # the last user turn.
     input = models.TextField()
     system = models.TextField(blank=True)
     messages = models.JSONField(default=list)
     tools = models.JSONField(default=list, blank=True)
     output = models.TextField()
+    reply_extra = models.JSONField(default=dict, blank=True)
     sample_hash = models.CharField(max_length=64)
 
     class Meta:

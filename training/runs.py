@@ -1,4 +1,5 @@
-"""Writes of the fine-tuning loop: snapshots, runs (launch, run, cancel, watchdog), evaluation, human eval.
+"""Writes of the fine-tuning loop: runs (launch, run, cancel, watchdog), evaluation, human eval.
+Snapshots, what a run trains on, are `training.snapshots`.
 
 Locking: launching a run (by hand or by the trigger) locks the project row (FOR NO KEY UPDATE) and
 re-checks that no run is active, so two launches never start two runs. A run's own transitions lock the
@@ -10,8 +11,6 @@ The trainer, the metrics and the drafter are the Django-free engine; this module
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import random
@@ -22,25 +21,22 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count
 from django.utils import timezone
 
-from annotation.dataio import exporters
-from annotation.exporting import export_samples
-from annotation.models import Item, ItemStatus, Project
+from annotation.dataio.conversation import single_turn
+from annotation.models import Project
 from annotation.permissions import check_project_admin
 from annotation.services import audit_record, stored_user
 from core.errors import ApplicationError, Conflict, NotFound
 
 from .base_model import base_model_ready, default_base_model, model_files_check
 from .engine.config import METHODS, TrainConfig, latest_checkpoint
-from .engine.data import split_for, split_score
 from .engine.model_files import ModelFilesError
 from .model_cache import ModelSpec
 from .models import (
     ACTIVE_RUN_STATES,
     FINISHED_RUN_STATES,
-    DatasetSnapshot,
     HumanEvalPair,
     HumanEvalRound,
     ModelVersion,
@@ -55,12 +51,12 @@ from .services import (
     clean_text,
     drafts_generate,
     generation_settings,
-    item_prompt,
     model_spec,
     model_version_deploy,
     model_version_register,
     model_version_write,
 )
+from .snapshots import sample_prompt, snapshot_create, snapshot_files_write
 
 logger = logging.getLogger(__name__)
 
@@ -68,110 +64,6 @@ PROGRESS_INTERVAL_S = 1.0  # progress rows and live events at most this often (a
 # Not hyper-parameters: where output goes, what the prompt looks like and the device are the platform's.
 _NOT_HYPERPARAMETERS = {"output_dir", "method", "prompt_template", "system_prompt", "device"}
 HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in _NOT_HYPERPARAMETERS)
-
-
-# --- snapshots ----------------------------------------------------------------------------------------
-
-
-def approved_unsnapshotted(*, project_id: int):
-    """Approved items of the project that no snapshot holds yet: what a new run would add."""
-    return Item.objects.filter(project_id=project_id, status=ItemStatus.APPROVED).exclude(
-        Exists(SnapshotSample.objects.filter(item=OuterRef("pk")))
-    )
-
-
-def _hash(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-
-
-def snapshot_create(*, project: Project, eval_fraction: float | None = None) -> DatasetSnapshot:
-    """Freeze the project's approved samples, redacted as exports are, with a content hash and a split.
-
-    The eval split is `split_for(item id)`, so an item keeps its side as the data grows; golden items
-    (Project.golden_item_ids) are always evaluated and never trained on. With no eval item at all but at
-    least two samples, the item whose id hashes lowest (the first `split_for` would move) is held out.
-    Call inside the transaction that creates the run.
-    """
-    fraction = settings.HANDOVER_EVAL_FRACTION if eval_fraction is None else eval_fraction
-    golden = set(project.golden_item_ids or [])
-    snapshot = DatasetSnapshot.objects.create(project=project, content_hash="", eval_fraction=fraction)
-    rows = []
-    for sample in export_samples(project=project):
-        item_id = sample["metadata"]["id"]
-        if item_id in golden:
-            split = SnapshotSplit.GOLDEN
-        else:
-            split = SnapshotSplit.EVAL if split_for(item_id, fraction) == "eval" else SnapshotSplit.TRAIN
-        rows.append(
-            SnapshotSample(
-                snapshot=snapshot,
-                item_id=item_id,
-                split=split,
-                input=sample["input"],
-                system=sample["context"],
-                messages=[{"role": "user", "content": sample["input"]}],
-                output=sample["output"],
-                sample_hash=_hash(sample["input"], sample["context"], sample["output"]),
-            )
-        )
-    held_out = [r for r in rows if r.split != SnapshotSplit.TRAIN]
-    trained = [r for r in rows if r.split == SnapshotSplit.TRAIN]
-    if not held_out and len(trained) >= 2:
-        min(trained, key=lambda r: split_score(r.item_id)).split = SnapshotSplit.EVAL
-    SnapshotSample.objects.bulk_create(rows, batch_size=2000)
-    snapshot.content_hash = _hash(*(f"{r.item_id}:{r.sample_hash}" for r in rows))
-    snapshot.n_train = sum(r.split == SnapshotSplit.TRAIN for r in rows)
-    snapshot.n_eval = sum(r.split == SnapshotSplit.EVAL for r in rows)
-    snapshot.n_golden = sum(r.split == SnapshotSplit.GOLDEN for r in rows)
-    snapshot.save(update_fields=["content_hash", "n_train", "n_eval", "n_golden"])
-    return snapshot
-
-
-def _export_sample(row: SnapshotSample) -> dict:
-    return {
-        "input": row.input,
-        "context": row.system,
-        "output": row.output,
-        "draft": "",
-        "metadata": {"id": row.item_id},
-    }
-
-
-def snapshot_files_write(*, snapshot: DatasetSnapshot, directory: Path) -> dict:
-    """The snapshot in LLaMA-Factory's formats (alpaca and sharegpt train files, an alpaca eval file) with
-    its dataset_info.json, so `directory` can be LLaMA-Factory's dataset_dir. Idempotent."""
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"snapshot_{snapshot.pk}"
-    files = {
-        f"{name}_train_alpaca": ("alpaca", f"{name}_train_alpaca.jsonl", [SnapshotSplit.TRAIN]),
-        f"{name}_train_sharegpt": ("sharegpt", f"{name}_train_sharegpt.jsonl", [SnapshotSplit.TRAIN]),
-        f"{name}_eval_alpaca": (
-            "alpaca",
-            f"{name}_eval_alpaca.jsonl",
-            [SnapshotSplit.EVAL, SnapshotSplit.GOLDEN],
-        ),
-    }
-    writers = {"alpaca": exporters.write_alpaca_jsonl, "sharegpt": exporters.write_sharegpt_jsonl}
-    info = {}
-    for dataset, (fmt, file_name, splits) in files.items():
-        rows = snapshot.samples.filter(split__in=splits).order_by("item_id")
-        tmp = directory / f".{file_name}.tmp"
-        with open(tmp, "wb") as stream:
-            writers[fmt]((_export_sample(r) for r in rows.iterator(chunk_size=2000)), stream)
-        tmp.replace(directory / file_name)
-        info[dataset] = exporters.dataset_info_entry(fmt, file_name)
-    (directory / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False))
-    (directory / "snapshot.json").write_text(
-        json.dumps(
-            {
-                "snapshot": snapshot.pk,
-                "content_hash": snapshot.content_hash,
-                "eval_fraction": snapshot.eval_fraction,
-            },
-            indent=2,
-        )
-    )
-    return info
 
 
 # --- launching ----------------------------------------------------------------------------------------
@@ -248,6 +140,15 @@ def hyperparameters_validate(*, method: str, values: dict | None) -> dict:
     return out
 
 
+def _run_values(project: Project, values: dict) -> dict:
+    """The launch's hyper-parameters, with mask_history following the project when nobody set it: a
+    project that lets people edit every assistant turn has them all reviewed, so all are trained
+    (mask_history false); elsewhere earlier turns are unreviewed context and only the reply is."""
+    if "mask_history" in values or "mask_history" in settings.HANDOVER_TRAINING_DEFAULTS:
+        return values
+    return {**values, "mask_history": not project.edit_all_assistant_turns}
+
+
 def training_run_active(*, project_id: int) -> TrainingRun | None:
     return TrainingRun.objects.filter(project_id=project_id, status__in=ACTIVE_RUN_STATES).first()
 
@@ -267,7 +168,8 @@ def training_run_create(
     if actor is not None:
         check_project_admin(user=actor, project=project)
     hyper = hyperparameters_validate(
-        method=method, values={**(project.training_hyperparameters or {}), **(hyperparameters or {})}
+        method=method,
+        values=_run_values(project, {**(project.training_hyperparameters or {}), **(hyperparameters or {})}),
     )
     if base_model:  # one the launch names is checked now; the default or the deployed one when it runs
         model_files_check(base_model=base_model)
@@ -535,11 +437,12 @@ def training_run_execute(*, run_id: int, on_step=None) -> str | None:
 
 def _train_samples(run: TrainingRun) -> list[dict]:
     rows = run.snapshot.samples.filter(split=SnapshotSplit.TRAIN).order_by("item_id")
-    # The user turn is the project's template around the item, exactly as drafting renders it.
-    return [
-        {"input": item_prompt(run.project, input=r.input, context=r.system), "output": r.output}
-        for r in rows.iterator(chunk_size=2000)
-    ]
+    samples = []
+    for row in rows.iterator(chunk_size=2000):
+        prompt = sample_prompt(run.project, row)
+        conversation = {"system": prompt.system, "messages": prompt.messages, "tools": prompt.tools}
+        samples.append({**conversation, "output": row.output, "reply_extra": row.reply_extra})
+    return samples
 
 
 def _model_settings(run: TrainingRun) -> tuple[str, dict]:
@@ -685,7 +588,7 @@ def _evaluate(run: TrainingRun) -> str:
     rows = list(
         run.snapshot.samples.filter(split__in=[SnapshotSplit.EVAL, SnapshotSplit.GOLDEN]).order_by("item_id")
     )
-    prompts = [item_prompt(project, input=r.input, context=r.system) for r in rows]
+    prompts = [sample_prompt(project, r) for r in rows]
     references = [r.output for r in rows]
     max_new = generation_settings(run.candidate.generation).max_new_tokens
     _heartbeat(run.pk)
@@ -755,7 +658,7 @@ def _evaluate(run: TrainingRun) -> str:
             action="model_version.evaluate",
             data=metrics,
         )
-        _human_eval_open(run, samples)
+        _human_eval_open(run, samples, {r.item_id: r for r in rows})
         _run_write(
             run,
             actor=None,
@@ -772,9 +675,13 @@ def _evaluate(run: TrainingRun) -> str:
 BASE_MODEL_LABEL = "base model"
 
 
-def _human_eval_open(run: TrainingRun, samples: list[dict]) -> HumanEvalRound:
+def _human_eval_open(
+    run: TrainingRun, samples: list[dict], rows: dict[int, SnapshotSample]
+) -> HumanEvalRound:
     """K eval prompts; the candidate's and the baseline's outputs become blind Responses, created in a
-    shuffled order (the `rate` queue serves responses by id), so position never tells which is which."""
+    shuffled order (the `rate` queue serves responses by id), so position never tells which is which.
+    Each response carries the conversation it answers (the frozen sample's system prompt and turns), so
+    raters judge it in its context."""
     from review.models import Response, ResponseOrigin
 
     rng = random.Random(run.pk)
@@ -788,9 +695,12 @@ def _human_eval_open(run: TrainingRun, samples: list[dict]) -> HumanEvalRound:
     made: dict[tuple[int, str], Response] = {}
     for sample, side, text in texts:
         version = run.candidate if side == "candidate" else run.baseline
+        row = rows[sample["item"]]
         made[(sample["item"], side)] = Response.objects.create(
             project=run.project,
             input=sample["input"],
+            system=row.system,
+            messages=row.messages or single_turn(row.input),
             text=text,
             origin=ResponseOrigin.CANDIDATE if side == "candidate" else ResponseOrigin.DRAFT,
             model=version.name if version else BASE_MODEL_LABEL,

@@ -15,6 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.dataio.conversation import prompt_turns, single_turn
 from annotation.models import Item, ItemSource, ItemStatus, Project
 from annotation.permissions import check_project_admin
 from annotation.services import audit_record, item_content_hash, items_create, stored_user
@@ -22,6 +23,7 @@ from annotation.workflow import DraftCandidate, item_drafts_store, item_lock, it
 from core.errors import ApplicationError, Conflict, NotFound
 
 from .base_model import default_base_model, model_files_check
+from .engine.prompts import Prompt
 from .model_cache import ModelSpec
 from .models import HandoverTicket, ModelVersion, ModelVersionStatus
 from .selectors import model_version_deployed
@@ -262,9 +264,17 @@ def project_drafting_request(*, project_id: int) -> None:
     transaction.on_commit(send)
 
 
-def item_prompt(project: Project, *, input: str, context: str = "") -> str:
-    """The user turn the model sees: the project's prompt template around the item."""
-    return project.prompt_template.format(input=input, context=context)
+def item_prompt(project: Project, *, messages: list, system: str = "", tools: list | None = None) -> Prompt:
+    """What the model is asked about a conversation (an item's, a snapshot sample's, a question as one
+    user turn): every turn before the reply, the project's prompt template around the last user turn
+    (`prompt_turns`), the conversation's system prompt unless the template places it itself, its tools.
+
+    Drafting, evaluation and training all ask through here, and the engine renders the result one way
+    (`engine.prompts.render_prompt`), so a model is trained on exactly the prompts it drafts from. A
+    conversation without a system prompt of its own gets the model version's (the Drafter's or the
+    trainer's `system_prompt`)."""
+    system_turn, turns = prompt_turns(template=project.prompt_template, system=system, messages=messages)
+    return Prompt(messages=turns, system=system_turn, tools=list(tools or []))
 
 
 # C0 control characters other than tab and newlines: a model can emit them (byte-level tokens), and
@@ -278,7 +288,7 @@ class Generated:
     confidence: float
 
 
-def generate(version: ModelVersion, prompts: list[str]) -> list[list[Generated]]:
+def generate(version: ModelVersion, prompts: list[Prompt]) -> list[list[Generated]]:
     """The version's candidates (best first) for each prompt, generated in this (worker) process."""
     gen = generation_settings(version.generation)
     drafts = drafts_generate(
@@ -287,7 +297,7 @@ def generate(version: ModelVersion, prompts: list[str]) -> list[list[Generated]]
     return [[Generated(clean_text(c.text), c.confidence) for c in draft.candidates] for draft in drafts]
 
 
-def drafts_generate(spec: ModelSpec, prompts: list[str], **draft_kwargs) -> list:
+def drafts_generate(spec: ModelSpec, prompts: list[Prompt], **draft_kwargs) -> list:
     """The model's drafts for the prompts, generated in this (worker) process under the model cache's lock."""
     from . import model_cache
 
@@ -324,12 +334,16 @@ def drafts_generate_next(*, project_id: int, limit: int | None = None) -> Drafti
     rows = list(
         undrafted_items(project_id=project_id)
         .order_by("-priority", "pk")
-        .values_list("pk", "input", "system")[:limit]
+        .values_list("pk", "input", "system", "messages", "tools")[:limit]
     )
     drafted = 0
     if rows:
-        drafts = generate(version, [item_prompt(project, input=i, context=c) for _, i, c in rows])
-        for (item_id, _, _), draft in zip(rows, drafts, strict=True):
+        prompts = [
+            item_prompt(project, messages=messages or single_turn(text), system=system, tools=tools)
+            for _, text, system, messages, tools in rows
+        ]
+        drafts = generate(version, prompts)
+        for (item_id, *_), draft in zip(rows, drafts, strict=True):
             item = item_drafts_store(
                 item_id=item_id,
                 model_version_id=version.pk,

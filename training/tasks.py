@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from annotation.dataio.conversation import single_turn
 from core.realtime import project_event_send
 
 from . import (
@@ -33,7 +34,7 @@ def project_drafts_generate(project_id: int) -> dict:
 def ask_generate(model_version_id: int, question: str) -> dict:
     """The candidates (best first) of one version for one question; the web process applies the threshold."""
     version = ModelVersion.objects.select_related("project").get(pk=model_version_id)
-    prompt = services.item_prompt(version.project, input=question)
+    prompt = services.item_prompt(version.project, messages=single_turn(question))
     candidates = services.generate(version, [prompt])[0]
     return {
         "model_version": version.pk,

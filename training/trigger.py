@@ -11,7 +11,7 @@ from django.db import transaction
 
 from annotation.models import Project
 
-from . import runs
+from . import runs, snapshots
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,13 @@ def training_trigger_evaluate(*, project_id: int):
     project = Project.objects.filter(pk=project_id).first()
     if project is None or runs.training_run_active(project_id=project_id) is not None:
         return None
-    if runs.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
+    if snapshots.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
         return None
     with transaction.atomic():
         project = Project.objects.select_for_update(no_key=True).get(pk=project_id)
         if runs.training_run_active(project_id=project_id) is not None:
             return None
-        if runs.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
+        if snapshots.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
             return None  # a run started meanwhile took these samples into its snapshot
         return runs.training_run_create(project=project, actor=None, trigger="threshold")
 

@@ -14,7 +14,7 @@ from annotation.models import Role
 from annotation.selectors import project_get_for_user, user_roles
 from core.errors import ApplicationError, NotAllowed, NotFound
 
-from . import runs, selectors, services
+from . import runs, selectors, services, snapshots
 from .models import HandoverTicket
 
 
@@ -94,7 +94,7 @@ def training_runs(request, project_id: int):
             "project": project,
             "runs": selectors.training_runs_of(project_id=project.pk)[:50],
             "is_admin": is_admin,
-            "pending": runs.approved_unsnapshotted(project_id=project.pk).count(),
+            "pending": snapshots.approved_unsnapshotted(project_id=project.pk).count(),
         },
     )
 

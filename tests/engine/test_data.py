@@ -14,6 +14,7 @@ from training.engine.data import (
     split_for,
 )
 from training.engine.inference import Drafter
+from training.engine.prompts import Prompt
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +175,178 @@ def test_split_is_fixed_across_processes_and_versions():
         "eval",
         "train",
     ]
+
+
+# --- conversations ---------------------------------------------------------------------------------
+
+# Three exchanges: two earlier ones (context) and the reply to the last question.
+CONVERSATION = [
+    {"role": "user", "content": "我的订单怎么还没到？"},
+    {"role": "assistant", "content": "请提供您的订单号。"},
+    {"role": "user", "content": "Order 7731, placed on Monday."},
+    {"role": "assistant", "content": "It left the warehouse today."},
+    {"role": "user", "content": "When will it arrive?"},
+]
+REPLY = "Tomorrow afternoon."
+
+
+def labelled_runs(tokenizer, example) -> list[str]:
+    """The labelled tokens, decoded run by run (a run: consecutive labelled positions)."""
+    runs, current = [], []
+    for token, label in zip(example.input_ids, example.labels, strict=True):
+        if label == IGNORE_INDEX:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            assert label == token
+            current.append(token)
+    if current:
+        runs.append(current)
+    return [tokenizer.decode(run) for run in runs]
+
+
+@pytest.mark.parametrize(
+    ("mask_history", "trained"),
+    [
+        (True, [f"{REPLY}<|im_end|>"]),
+        (
+            False,
+            ["请提供您的订单号。<|im_end|>", "It left the warehouse today.<|im_end|>", f"{REPLY}<|im_end|>"],
+        ),
+    ],
+)
+def test_labels_fall_on_the_reply_or_on_every_assistant_turn(tokenizer, mask_history, trained):
+    # given a three-exchange conversation with a system prompt
+    sample = {"system": "Be brief.", "messages": CONVERSATION, "output": REPLY}
+
+    # when it is encoded with mask_history on (the reply only) or off (every assistant turn)
+    example = encode_sample(tokenizer, sample, max_seq_len=512, mask_history=mask_history)
+
+    # then exactly the assistant texts are labelled, each with its end-of-turn token, nothing else
+    assert labelled_runs(tokenizer, example) == trained
+    assert not example.truncated
+
+
+def test_a_conversation_trains_on_the_prompt_drafting_feeds(small_drafter):
+    # given a conversation with tools, as a sample and as the drafter's prompt (the version's system
+    # prompt standing in, since the conversation has none of its own)
+    tools = [{"type": "function", "function": {"name": "track", "parameters": {"type": "object"}}}]
+    sample = {"messages": CONVERSATION, "tools": tools, "output": REPLY}
+    small_drafter.system_prompt = "You are a polite support agent."
+    try:
+        # when the sample is encoded for training with the same system prompt
+        example = encode_sample(
+            small_drafter.tokenizer, sample, max_seq_len=512, system_prompt=small_drafter.system_prompt
+        )
+
+        # then the text and tokens before the reply are what Drafter feeds for the conversation
+        rendered = small_drafter.render(Prompt.of(sample))
+        assert render_prompt(small_drafter.tokenizer, sample, system=small_drafter.system_prompt) == rendered
+        assert rendered.startswith("<|bos|><|im_start|>system\nYou are a polite support agent.<|im_end|>\n")
+        assert "<|im_start|>assistant\nIt left the warehouse today.<|im_end|>\n" in rendered
+        assert rendered.endswith("<|im_start|>user\nWhen will it arrive?<|im_end|>\n<|im_start|>assistant\n")
+        prompt_ids = small_drafter._encode(Prompt.of(sample))
+        assert example.input_ids[: len(prompt_ids)] == prompt_ids
+        assert labelled_runs(small_drafter.tokenizer, example) == [f"{REPLY}<|im_end|>"]
+    finally:
+        small_drafter.system_prompt = None
+
+
+def test_without_a_chat_template_the_turns_are_written_plainly(small_drafter):
+    # given a model with no chat template and a plain prompt template
+    template = "Q: {input}\nA:"
+    saved = small_drafter.tokenizer.chat_template
+    small_drafter.tokenizer.chat_template = None
+    small_drafter.prompt_template = template
+    try:
+        sample = {"system": "Be brief.", "messages": CONVERSATION, "output": REPLY}
+
+        # when the conversation is rendered and encoded with every assistant turn trained
+        rendered = small_drafter.render(Prompt.of(sample))
+        example = encode_sample(
+            small_drafter.tokenizer, sample, max_seq_len=512, prompt_template=template, mask_history=False
+        )
+
+        # then the documented plain shape: system, then each user turn in the template, each assistant
+        # turn ended by the eos token; and the trainer's prompt tokens are the drafter's
+        assert rendered == (
+            "Be brief.\n\nQ: 我的订单怎么还没到？\nA:请提供您的订单号。<|im_end|>"
+            "Q: Order 7731, placed on Monday.\nA:It left the warehouse today.<|im_end|>"
+            "Q: When will it arrive?\nA:"
+        )
+        prompt_ids = small_drafter._encode(Prompt.of(sample))
+        assert example.input_ids[: len(prompt_ids)] == prompt_ids
+        assert labelled_runs(small_drafter.tokenizer, example) == [
+            "请提供您的订单号。<|im_end|>",
+            "It left the warehouse today.<|im_end|>",
+            f"{REPLY}<|im_end|>",
+        ]
+    finally:
+        small_drafter.tokenizer.chat_template = saved
+        small_drafter.prompt_template = "{input}"
+
+
+def test_truncation_drops_the_earliest_whole_turns(tokenizer):
+    # given a long conversation whose last question and reply fit the window, but not everything before
+    long = [
+        {"role": "user", "content": "first question " * 20},
+        {"role": "assistant", "content": "first answer " * 20},
+        *CONVERSATION[2:],
+    ]
+    sample = {"messages": long, "output": REPLY}
+    full = encode_sample(tokenizer, sample, max_seq_len=10_000, mask_history=False)
+    window = len(full) - 20
+
+    # when it is cut to a window 20 tokens short, training every assistant turn
+    example = encode_sample(tokenizer, sample, max_seq_len=window, mask_history=False)
+
+    # then the first exchange is gone whole: the kept prompt starts at the beginning of the next turn,
+    # and the kept assistant turns are trained entire
+    assert example.truncated and len(example) <= window
+    kept = tokenizer.decode(example.input_ids)
+    assert kept.startswith("<|im_start|>user\nOrder 7731") and "first" not in kept
+    assert labelled_runs(tokenizer, example) == [
+        "It left the warehouse today.<|im_end|>",
+        f"{REPLY}<|im_end|>",
+    ]
+
+
+def test_a_template_that_rewrites_earlier_assistant_turns_cannot_train_them(tokenizer):
+    # given a template that writes earlier assistant turns differently from the last one (as templates
+    # that strip reasoning from earlier turns do)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+        "{% if m['role'] == 'assistant' and not loop.last %}{{ m['content'] | upper }}"
+        "{% else %}{{ m['content'] }}{% endif %}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    sample = {"messages": CONVERSATION, "output": REPLY}
+
+    # then training the reply only still works, and training every assistant turn is refused by turn
+    assert labelled_runs(tokenizer, encode_sample(tokenizer, sample, max_seq_len=512)) == [
+        f"{REPLY}<|im_end|>"
+    ]
+    with pytest.raises(ValueError, match="turn 4: .*mask_history on"):
+        encode_sample(tokenizer, sample, max_seq_len=512, mask_history=False)
+
+
+def test_tool_call_arguments_reach_the_template_as_an_object(tokenizer):
+    # given a template that writes tool calls as JSON (as most tool-calling templates do)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+        "{% for call in m.get('tool_calls', []) %}{{ call['function'] | tojson }}{% endfor %}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    call = {"type": "function", "function": {"name": "track", "arguments": '{"order": "7731"}'}}
+    messages = [
+        {"role": "user", "content": "Where is order 7731?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": '{"status": "shipped"}', "tool_call_id": "c1"},
+    ]
+
+    rendered = render_prompt(tokenizer, Prompt(messages=messages))
+
+    # then the arguments are written once as an object, not as a quoted JSON string
+    assert '"arguments": {"order": "7731"}' in rendered
+    assert '<|im_start|>tool\n{"status": "shipped"}<|im_end|>' in rendered

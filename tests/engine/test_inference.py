@@ -11,6 +11,7 @@ import torch
 from tests.model_helpers import save_random_lora_adapter
 from training.engine.device import pick_device, pick_dtype
 from training.engine.inference import Drafter, generated_token_mask, sequence_confidence
+from training.engine.prompts import Prompt
 
 # Different token lengths, deliberately not sorted, so length grouping reorders them.
 PROMPTS = [
@@ -100,6 +101,32 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(tiny_model_dir):
         "<|bos|><|im_start|>system\nBe kind.<|im_end|>\n"
         "<|im_start|>user\n退货<|im_end|>\n<|im_start|>assistant\n"
     )
+
+
+def test_a_conversation_is_drafted_from_its_whole_history(drafter):
+    # given a conversation (system, an earlier exchange, the question) and the question alone
+    conversation = Prompt(
+        system="Be kind.",
+        messages=[
+            {"role": "user", "content": "我的订单怎么还没到？"},
+            {"role": "assistant", "content": "请提供您的订单号。"},
+            {"role": "user", "content": "Order 7731."},
+        ],
+    )
+
+    # when both are drafted in one batch
+    with_history, alone = drafter.draft([conversation, "Order 7731."], max_new_tokens=MAX_NEW)
+
+    # then the conversation's prompt carries every turn through the chat template, and its draft is
+    # the one it gets when drafted by itself (padding beside a shorter prompt changed nothing)
+    assert with_history.prompt == conversation
+    assert drafter.render(conversation) == (
+        "<|bos|><|im_start|>system\nBe kind.<|im_end|>\n"
+        "<|im_start|>user\n我的订单怎么还没到？<|im_end|>\n<|im_start|>assistant\n请提供您的订单号。<|im_end|>\n"
+        "<|im_start|>user\nOrder 7731.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert drafter.draft([conversation], max_new_tokens=MAX_NEW)[0].text == with_history.text
+    assert alone.prompt == "Order 7731."
 
 
 def test_plain_template_is_used_without_a_chat_template(tiny_model_dir, tmp_path):

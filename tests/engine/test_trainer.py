@@ -152,12 +152,13 @@ def test_resume_continues_at_the_saved_step_and_ends_as_an_uninterrupted_run(sma
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
-def test_resume_refuses_a_changed_data_order(small_model_dir, tmp_path):
+@pytest.mark.parametrize("changed", [{"batch_size": 4}, {"mask_history": False}])
+def test_resume_refuses_a_changed_data_order_or_labels(small_model_dir, tmp_path, changed):
     first = train(config(tmp_path, max_steps=5), small_model_dir, TASK, should_stop=stop_after(1))
 
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match=next(iter(changed))):
         train(
-            config(tmp_path, max_steps=5, batch_size=4),
+            config(tmp_path, max_steps=5, **changed),
             small_model_dir,
             TASK,
             resume_from=first.checkpoint_dir,

@@ -22,6 +22,10 @@ class TrainConfig:
     batch_size: int = 8
     grad_accum: int = 1
     max_seq_len: int = 1024
+    # Loss on the reply only (True), or on every assistant turn of a conversation (False), as
+    # LLaMA-Factory's mask_history. Earlier turns are context by default: nobody reviewed them unless
+    # the project lets people edit every assistant turn (runs default it to False there).
+    mask_history: bool = True
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -30,7 +34,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # trades compute for memory; worth it only on GPU with long texts
     checkpoint_every: int = 0  # 0: checkpoint only when stopped
     prompt_template: str = "{input}"  # used when the model has no chat template, as in Drafter
-    system_prompt: str | None = None  # for samples without their own context
+    system_prompt: str | None = None  # for samples without a system prompt of their own
     device: str | None = None  # None: the fastest available
 
     def __post_init__(self) -> None:

@@ -6,51 +6,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .prompts import Prompt, prompt_layout, render_prompt, render_reply, uses_chat_template
+
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["IGNORE_INDEX", "Example", "encode_sample", "render_prompt", "uses_chat_template"]
 
 IGNORE_INDEX = -100  # the label torch's cross-entropy skips: prompt and padding positions
 
 
-def render_prompt(
-    tokenizer, user_input: str, *, system: str | None = None, prompt_template: str = "{input}"
-) -> str:
-    """The exact text fed to the model before its answer; what `Drafter.render` produces at inference.
-
-    With a chat template: an optional system turn, one user turn, and the assistant's opening. Without
-    one: `prompt_template` with `{input}` replaced (the system text is not used there, as in Drafter).
-    """
-    if not uses_chat_template(tokenizer):
-        return prompt_template.format(input=user_input)
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": user_input})
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-
-def uses_chat_template(tokenizer) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def _response_text(tokenizer, prompt_text: str, sample: Mapping, system: str | None) -> str:
-    """The answer as the template writes it after the prompt (with its end-of-turn token), or plain."""
-    if not uses_chat_template(tokenizer):
-        return sample["output"]
-    messages = [{"role": "system", "content": system}] if system else []
-    messages += [
-        {"role": "user", "content": sample["input"]},
-        {"role": "assistant", "content": sample["output"]},
-    ]
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(prompt_text):
-        # Templates that rewrite earlier turns once an answer exists (e.g. strip "thinking") would make
-        # the trained prompt differ from the inference prompt; refuse rather than train on a mismatch.
-        raise ValueError("the chat template renders the prompt differently once the answer is added")
-    return full[len(prompt_text) :]
-
-
 @dataclass(frozen=True)
 class Example:
-    """One tokenized sample. `labels` is IGNORE_INDEX on prompt tokens: loss falls on the answer only."""
+    """One tokenized sample. `labels` is IGNORE_INDEX on every token but the assistant text trained on."""
 
     input_ids: list[int]
     labels: list[int]
@@ -67,37 +35,98 @@ def encode_sample(
     max_seq_len: int,
     prompt_template: str = "{input}",
     system_prompt: str | None = None,
+    mask_history: bool = True,
 ) -> Example:
-    """Tokenize `sample` (`input`, `output`, optional `context` or `system`) for training.
+    """Tokenize `sample` for training: a conversation (`messages` before the reply, optional `system`,
+    `tools`, `reply_extra`) or a single turn (`input`, optional `context` or `system`), and `output`.
 
-    The prompt and the answer are tokenized separately, so the prompt tokens are exactly those inference
-    feeds. The answer keeps the end-of-turn/eos token (the model must learn to stop) and nothing after
-    it (a template's trailing newline is never generated).
+    The prompt (every turn before the reply) is rendered by `render_prompt` and tokenized in one piece,
+    so its tokens are exactly those Drafter feeds at inference; the reply is tokenized after it. The
+    reply keeps its end-of-turn/eos token (the model must learn to stop) and nothing after it (a
+    template's trailing newline is never generated). Loss falls on assistant text only: with
+    `mask_history` on the reply; off, every earlier assistant turn too (LLaMA-Factory's mask_history),
+    each with its end-of-turn token, found in the prompt by `prompt_layout`.
 
-    Truncation rule, when prompt + answer exceed `max_seq_len`: the prompt is guaranteed up to half the
-    window; the answer keeps its beginning, cut to the room left; the prompt then keeps its *end* (the
-    question's last words and the assistant header, which the answer follows). A cut answer has no eos.
+    Truncation, when prompt + reply exceed `max_seq_len`: the prompt is guaranteed up to half the
+    window; the reply keeps its beginning, cut to the room left (a cut reply has no eos); the prompt
+    keeps its *end*: the earliest turns go first, the system prompt with them, and the cut moves on to
+    the beginning of the next user turn, so what is kept is a conversation that starts with the user
+    and has no half turn (nor half an assistant turn trained). Only when the last turn alone does not
+    fit is it cut inside, keeping its end (the question's last words and the assistant's opening, which
+    the reply follows), as a single turn always was.
     """
-    system = sample.get("context") or sample.get("system") or system_prompt
+    prompt = Prompt.of(sample)
+    system = prompt.system or system_prompt
     chat = uses_chat_template(tokenizer)
-    prompt_text = render_prompt(tokenizer, sample["input"], system=system, prompt_template=prompt_template)
+    prompt_text = render_prompt(tokenizer, prompt, system=system, prompt_template=prompt_template)
     # A chat template writes its own BOS; a plain template relies on the tokenizer adding it (as Drafter).
-    prompt = tokenizer(prompt_text, add_special_tokens=not chat).input_ids
-    response = tokenizer(_response_text(tokenizer, prompt_text, sample, system), add_special_tokens=False)
-    response = list(response.input_ids)
+    offsets_known = bool(getattr(tokenizer, "is_fast", False))
+    encoded = tokenizer(prompt_text, add_special_tokens=not chat, return_offsets_mapping=offsets_known)
+    ids = list(encoded.input_ids)
+    offsets = [tuple(o) for o in encoded["offset_mapping"]] if offsets_known else None
+    labels = [IGNORE_INDEX] * len(ids)
+    layout = None
+    if not mask_history and any(turn.get("role") == "assistant" for turn in prompt.messages):
+        layout = prompt_layout(tokenizer, prompt, system=system, prompt_template=prompt_template)
+        _label_assistant_turns(layout, ids, offsets, labels)
+
+    reply = render_reply(tokenizer, prompt, sample["output"], reply_extra=sample.get("reply_extra"),
+                         system=system, prompt_template=prompt_template)  # fmt: skip
+    response = list(tokenizer(reply, add_special_tokens=False).input_ids)
     eos = tokenizer.eos_token_id
     if eos in response:
         response = response[: response.index(eos) + 1]
     else:
         response.append(eos)
 
-    truncated = len(prompt) + len(response) > max_seq_len
+    truncated = len(ids) + len(response) > max_seq_len
     if truncated:
-        response = response[: max_seq_len - min(len(prompt), max_seq_len // 2)]
-        prompt = prompt[max(0, len(prompt) - (max_seq_len - len(response))) :]
-    return Example(
-        input_ids=prompt + response, labels=[IGNORE_INDEX] * len(prompt) + response, truncated=truncated
-    )
+        response = response[: max_seq_len - min(len(ids), max_seq_len // 2)]
+        cut = len(ids) - (max_seq_len - len(response))
+        if cut > 0 and offsets is not None and len(prompt.messages) > 1:
+            if layout is None:
+                layout = prompt_layout(tokenizer, prompt, system=system, prompt_template=prompt_template)
+            cut = _cut_at_a_turn(cut, layout, offsets, prompt.messages)
+        ids, labels = ids[max(0, cut) :], labels[max(0, cut) :]
+    return Example(input_ids=ids + response, labels=labels + response, truncated=truncated)
+
+
+def _label_assistant_turns(layout, ids: list[int], offsets, labels: list[int]) -> None:
+    """Label the tokens of each earlier assistant turn's own text: each token that ends inside it. A
+    token that starts before it (a template's trailing space merged into the first word) is trained
+    too, so no turn loses its first word."""
+    if offsets is None:
+        raise ValueError("training every assistant turn (mask_history off) needs a fast tokenizer")
+    for turn, span in layout.assistant_spans.items():
+        if span is None:
+            raise ValueError(
+                f"turn {turn + 1}: the chat template writes this assistant turn differently once later "
+                "turns follow, so it cannot be trained where it stands; train with mask_history on"
+            )
+        low, high = span
+        for position, (start, end) in enumerate(offsets):
+            if end > start and low < end <= high:
+                labels[position] = ids[position]
+
+
+def _cut_at_a_turn(cut: int, layout, offsets, messages) -> int:
+    """The first user turn beginning at or after token `cut` (a conversation starts with the user),
+    unless that is past the last turn's beginning, which must stay: then `cut` itself."""
+
+    def token_at(char: int) -> int:
+        found = (i for i, (start, end) in enumerate(offsets) if start >= char and end > start)
+        return next(found, len(offsets))
+
+    last = layout.turn_starts[-1]
+    if last is None:
+        return cut
+    starts = [
+        token_at(char)
+        for char, turn in zip(layout.turn_starts, messages, strict=True)
+        if char is not None and turn.get("role") == "user"
+    ]
+    candidates = [s for s in starts if cut <= s <= token_at(last)]
+    return min(candidates) if candidates else cut
 
 
 def split_score(sample_id) -> float:

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .device import pick_device, pick_dtype
+from .prompts import Prompt, render_prompt, uses_chat_template
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Draft:
-    """The drafts for one prompt, best (highest confidence) first."""
+    """The drafts for one prompt (a question or a conversation), best (highest confidence) first."""
 
-    prompt: str
+    prompt: str | Prompt
     candidates: tuple[Candidate, ...]
 
     @property
@@ -84,8 +85,10 @@ def sequence_confidence(
 class Drafter:
     """A base model loaded once, which drafts answers to many prompts in length-grouped, left-padded batches.
 
-    Prompts are rendered with the tokenizer's chat template when it has one (one user turn, after an
-    optional system turn), else with `prompt_template` (`{input}` is replaced by the prompt).
+    A prompt is a question (one user turn) or a `Prompt` (a conversation's turns before the reply, its
+    system prompt and tools). It is rendered by `prompts.render_prompt`, the rendering the trainer uses:
+    the tokenizer's chat template when it has one (`system_prompt` when the prompt has no system turn of
+    its own), else the plain turns with `prompt_template` around each user turn.
 
     LoRA adapters are attached to the same base model object with peft; switching between them (or back
     to the plain base model) never reloads the base weights. Not thread-safe: one generation at a time.
@@ -125,17 +128,15 @@ class Drafter:
 
     @property
     def uses_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
+        return uses_chat_template(self.tokenizer)
 
-    def render(self, prompt: str) -> str:
+    def render(self, prompt: str | Prompt) -> str:
         """The exact text fed to the model for `prompt`."""
-        if not self.uses_chat_template:
-            return self.prompt_template.format(input=prompt)
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        messages.append({"role": "user", "content": prompt})
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return render_prompt(
+            self.tokenizer, prompt, system=self.system_prompt, prompt_template=self.prompt_template
+        )
 
-    def _encode(self, prompt: str) -> list[int]:
+    def _encode(self, prompt: str | Prompt) -> list[int]:
         # A chat template writes its own BOS; a plain template relies on the tokenizer adding it.
         return self.tokenizer(self.render(prompt), add_special_tokens=not self.uses_chat_template).input_ids
 
@@ -181,7 +182,7 @@ class Drafter:
 
     def draft(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[str | Prompt],
         *,
         max_new_tokens: int = 128,
         temperature: float = 0.0,

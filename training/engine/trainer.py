@@ -13,7 +13,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -48,7 +48,8 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume_from: str | Path | None = None,
 ) -> TrainResult:
-    """Fine-tune the model in `model_dir` on `train_samples` (dicts with input, output, optional context).
+    """Fine-tune the model in `model_dir` on `train_samples` (dicts as `encode_sample` reads them: a
+    conversation's `messages`, `system`, `tools` and the reply's `output`, or a single turn's `input`).
 
     `on_progress(step, total_steps, loss, lr, tokens_per_s, eta_s)` is called after every optimizer step.
     `should_stop()` is asked before every step; when it says True the run saves a checkpoint and returns
@@ -72,6 +73,7 @@ def train(
             max_seq_len=config.max_seq_len,
             prompt_template=config.prompt_template,
             system_prompt=config.system_prompt,
+            mask_history=config.mask_history,
         )
         for s in train_samples
     ]
@@ -309,7 +311,9 @@ def _save_checkpoint(output_dir: Path, model, tokenizer, optimizer, scheduler, c
 
 def _check_resumable(checkpoint: Path, config: TrainConfig) -> None:
     saved = json.loads((checkpoint / "config.json").read_text())
-    # These decide the weights' shape and which data each step sees; a change would silently mix runs.
+    defaults = {f.name: f.default for f in fields(TrainConfig)}  # for keys older checkpoints lack
+    # These decide the weights' shape, which data each step sees and what it is trained on; a change
+    # would silently mix runs.
     for name in (
         "method",
         "lora_r",
@@ -319,9 +323,11 @@ def _check_resumable(checkpoint: Path, config: TrainConfig) -> None:
         "batch_size",
         "grad_accum",
         "max_seq_len",
+        "mask_history",
     ):
-        if saved.get(name) != getattr(config, name):
-            raise ValueError(f"cannot resume: {name} was {saved.get(name)!r}, now {getattr(config, name)!r}")
+        was = saved.get(name, defaults[name])
+        if was != getattr(config, name):
+            raise ValueError(f"cannot resume: {name} was {was!r}, now {getattr(config, name)!r}")
 
 
 def _load_state(checkpoint: Path, optimizer, scheduler) -> tuple[int, int, list[float]]:
