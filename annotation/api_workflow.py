@@ -117,6 +117,12 @@ class ProjectItemsApi(GenericAPIView):
             OpenApiParameter("status", str, description="comma-separated statuses"),
             OpenApiParameter("source", str, description="comma-separated sources"),
             OpenApiParameter("search", str, description="text in the input, or an exact external id"),
+            OpenApiParameter(
+                "metadata.{key}",
+                str,
+                description="items whose metadata has this value at this key, e.g. ?metadata.category=it "
+                "(repeat for several keys; `7` also finds the number 7)",
+            ),
         ]
     )
     def get(self, request, project_id: int):
@@ -126,6 +132,7 @@ class ProjectItemsApi(GenericAPIView):
             status=request.query_params.get("status", ""),
             source=request.query_params.get("source", ""),
             search=request.query_params.get("search", ""),
+            metadata=selectors.metadata_filters(request.query_params),
         )
         page = self.paginate_queryset(items)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)

@@ -7,7 +7,8 @@ import statistics
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db.models import Count
+from django.db.models import Count, Q
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -117,3 +118,45 @@ def draft_edit_distances(*, project: Project, limit: int = 2000) -> dict:
         "unchanged_share": sum(1 for d in distances if d == 0) / len(distances) if distances else None,
         "relative": relative,
     }
+
+
+def metadata_breakdown(*, project: Project, key: str, limit: int = 50) -> dict:
+    """Per value of metadata `key` (most items first, at most `limit` values): items per state, and the
+    approval rate, the share of review decisions on those items (every tier) that approved, the answer
+    as it was or edited, rather than sent it back. Items without the key count under the value None.
+
+    One grouped query: the items with their decisions joined, grouped by the key's text value; item
+    counts are distinct so that an item's several decisions count it once.
+    """
+    from review.models import Decision
+
+    approving = [Decision.APPROVE, Decision.EDIT]
+    per_state = {
+        f"state_{status}": Count("pk", distinct=True, filter=Q(status=status)) for status in ItemStatus.values
+    }
+    rows = list(
+        Item.objects.filter(project=project)
+        .annotate(metadata_value=KeyTextTransform(key, "metadata"))
+        .values("metadata_value")
+        .annotate(
+            items=Count("pk", distinct=True),
+            approvals=Count("decisions", filter=Q(decisions__decision__in=approving)),
+            rejections=Count("decisions", filter=Q(decisions__decision=Decision.REJECT)),
+            **per_state,
+        )
+        .order_by("-items", "metadata_value")[: limit + 1]
+    )
+    values = []
+    for row in rows[:limit]:
+        decided = row["approvals"] + row["rejections"]
+        values.append(
+            {
+                "value": None if row["metadata_value"] is None else str(row["metadata_value"]),
+                "items": row["items"],
+                "states": {status: row[f"state_{status}"] for status in ItemStatus.values},
+                "approvals": row["approvals"],
+                "rejections": row["rejections"],
+                "approval_rate": row["approvals"] / decided if decided else None,
+            }
+        )
+    return {"key": key, "values": values, "more": len(rows) > limit}

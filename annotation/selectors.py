@@ -129,6 +129,33 @@ def items_with_metadata(items: QuerySet[Item], filters: Mapping[str, str]) -> Qu
     return items
 
 
+# How many of a project's latest items the key pickers look at: the keys come from the files imported,
+# which give every row the same keys, and reading all of a million items' metadata on every page view
+# would cost a second. A key only older items carry can still be filtered on by URL.
+METADATA_KEYS_SAMPLE = 50_000
+
+
+def metadata_keys(*, project: Project, limit: int = 100) -> list[str]:
+    """The keys the project's latest items (METADATA_KEYS_SAMPLE) carry in their metadata, sorted, at
+    most `limit`, for pickers; one query."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT key FROM (SELECT metadata FROM annotation_item"
+                "  WHERE project_id = %s AND jsonb_typeof(metadata) = 'object' AND metadata <> '{}'"
+                "  ORDER BY id DESC LIMIT %s) latest, jsonb_object_keys(latest.metadata) AS key"
+                " ORDER BY key LIMIT %s",
+                [project.pk, METADATA_KEYS_SAMPLE, limit],
+            )
+            return [row[0] for row in cursor.fetchall()]
+    keys: set[str] = set()
+    latest = Item.objects.filter(project=project).order_by("-pk").values_list("metadata", flat=True)
+    for metadata in latest[:METADATA_KEYS_SAMPLE]:
+        if isinstance(metadata, dict):
+            keys.update(metadata)
+    return sorted(keys)[:limit]
+
+
 def item_list(
     *, project: Project, status: str = "", source: str = "", search: str = "", metadata=None
 ) -> QuerySet[Item]:
@@ -181,9 +208,44 @@ def item_task(*, item: Item, user: AbstractBaseUser) -> dict:
     }
 
 
+def revision_turn_changes(*, item: Item, revision) -> list[dict]:
+    """Each turn a revision changed against what it was written on (its parent revision, else the
+    item's own turns and the draft it started from): index, 1-based number, role and diff. The reply
+    is the turn after `item.messages`; earlier turns change only through turn_edits."""
+    from .dataio.conversation import ASSISTANT, turns_edited
+
+    parent = revision.parent
+    base_edits = parent.turn_edits if parent else {}
+    base_reply = parent.text if parent else (revision.draft.text if revision.draft else "")
+    changes = []
+    before, after = turns_edited(item.messages, base_edits), turns_edited(item.messages, revision.turn_edits)
+    for index, (old, new) in enumerate(zip(before, after, strict=True)):
+        if old.get("content") != new.get("content"):
+            changes.append(_turn_change(index, new.get("role", ""), old["content"], new["content"]))
+    if revision.text != base_reply:
+        changes.append(_turn_change(len(item.messages), ASSISTANT, base_reply, revision.text, reply=True))
+    return changes
+
+
+def _turn_change(index: int, role: str, before: str, after: str, *, reply: bool = False) -> dict:
+    from .diffing import text_diff
+
+    return {
+        "index": index,
+        "number": index + 1,
+        "role": role,
+        "reply": reply,
+        "diff": text_diff(before, after),
+    }
+
+
+REVISION_WRITERS = {"item.submit", "item.edit"}  # the audit actions that write the revision they name
+
+
 def item_history(*, item: Item) -> list[dict]:
     """The item's timeline: every audit event, oldest first; revisions carry the diff against the
-    text they were based on (the parent revision, else the draft they started from)."""
+    text they were based on (the parent revision, else the draft they started from), and `turns`,
+    every turn they changed (earlier assistant turns the project let them edit, and the reply)."""
     from review.models import ReviewDecision
 
     from .diffing import text_diff
@@ -210,8 +272,15 @@ def item_history(*, item: Item) -> list[dict]:
             base = (
                 revision.parent.text if revision.parent else (revision.draft.text if revision.draft else "")
             )
-            entry["revision"] = {"id": revision.pk, "author": revision.author.username, "text": revision.text}
+            entry["revision"] = {
+                "id": revision.pk,
+                "author": revision.author.username,
+                "text": revision.text,
+                "turn_edits": revision.turn_edits,
+            }
             entry["diff"] = text_diff(base, revision.text)
+            if event.action in REVISION_WRITERS:  # an approval names the revision; it changed nothing
+                entry["turns"] = revision_turn_changes(item=item, revision=revision)
         if event.action == "item.reject":
             entry["comment"] = event.data.get("comment") or comments.get(event.data.get("revision"), "")
         timeline.append(entry)

@@ -20,7 +20,7 @@ class RevisionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Revision
-        fields = ["id", "text", "author", "stage", "draft", "created_at"]
+        fields = ["id", "text", "turn_edits", "author", "stage", "draft", "created_at"]
 
 
 class ItemSerializer(serializers.ModelSerializer):
@@ -68,7 +68,12 @@ class TaskSerializer(serializers.Serializer):
     def get_autosave(self, task) -> dict | None:
         autosave = task["autosave"]
         return (
-            {"text": autosave.text, "draft": autosave.draft_id, "updated_at": autosave.updated_at}
+            {
+                "text": autosave.text,
+                "turn_edits": autosave.turn_edits,
+                "draft": autosave.draft_id,
+                "updated_at": autosave.updated_at,
+            }
             if autosave
             else None
         )
@@ -92,10 +97,22 @@ class ClaimSerializer(StrictSerializer):
     stage = serializers.ChoiceField(choices=[*Stage.values, RATE_STAGE])
 
 
+def turns_field():
+    """{turn index: text} for earlier assistant turns; the service checks the indexes and the texts
+    (blank texts pass here so that the error can name the turn)."""
+    return serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=100_000),
+        required=False,
+        help_text="Edits of earlier assistant turns, {turn index in messages: text}; only where the "
+        "project's edit_all_assistant_turns is on.",
+    )
+
+
 class SubmitSerializer(StrictSerializer):
     text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=100_000)
     version = serializers.IntegerField(min_value=1)
     draft_id = serializers.IntegerField(required=False, allow_null=True)
+    turns = turns_field()
 
 
 class FlagSerializer(StrictSerializer):
@@ -106,6 +123,17 @@ class FlagSerializer(StrictSerializer):
 class AutosaveSerializer(StrictSerializer):
     text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=100_000)
     draft_id = serializers.IntegerField(required=False, allow_null=True)
+    turns = turns_field()
+
+
+class TurnChangeSerializer(serializers.Serializer):
+    """One turn a revision changed: its place, its role, and the diff against the text it was based on."""
+
+    index = serializers.IntegerField(help_text="0-based index in the conversation (messages, then the reply)")
+    number = serializers.IntegerField(help_text="1-based turn number, as people count turns")
+    role = serializers.CharField()
+    reply = serializers.BooleanField(help_text="the turn under work (the final assistant turn)")
+    diff = serializers.ListField(child=serializers.ListField(child=serializers.CharField()))
 
 
 class HistoryEntrySerializer(serializers.Serializer):
@@ -116,6 +144,7 @@ class HistoryEntrySerializer(serializers.Serializer):
     data = serializers.JSONField()
     revision = serializers.JSONField(required=False)
     diff = serializers.ListField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    turns = TurnChangeSerializer(many=True, required=False)
     comment = serializers.CharField(required=False)
 
     def to_representation(self, entry):

@@ -9,6 +9,7 @@ urlpatterns = [
     path("projects/<int:project_id>/work/<str:stage>/", views_workflow.workbench, name="workbench"),
     path("items/<int:item_id>/act/", views_workflow.workbench_act, name="workbench-act"),
     path("items/<int:item_id>/", views_workflow.item_detail, name="item-detail"),
+    path("projects/<int:project_id>/items/", views.project_items, name="project-items"),
     path("projects/<int:project_id>/dashboard/", views_workflow.dashboard, name="project-dashboard"),
 ]
 
@@ -16,6 +17,11 @@ from . import views_dataio  # noqa: E402
 
 urlpatterns += [
     path("projects/<int:project_id>/imports/", views_dataio.imports, name="dataio-imports"),
+    path(
+        "projects/<int:project_id>/imports/preview/",
+        views_dataio.import_preview,
+        name="dataio-import-preview",
+    ),
     path("projects/<int:project_id>/imports/<int:job_id>/", views_dataio.import_detail, name="dataio-import"),
     path(
         "projects/<int:project_id>/imports/<int:job_id>/status/",

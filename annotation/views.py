@@ -3,14 +3,16 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from core.errors import ApplicationError, NotAllowed, NotFound
 
-from . import selectors, services
+from . import chat, selectors, services
 from .forms import MembershipAddForm
+from .models import ItemStatus
 from .permissions import check_project_admin
 
 
@@ -35,6 +37,45 @@ def project_detail(request, project_id: int):
         request,
         "annotation/project_detail.html",
         {"project": project, "counts": counts},
+    )
+
+
+ITEMS_PER_PAGE = 50
+
+
+@login_required
+def project_items(request, project_id: int):
+    """The project's items, filtered as the API's item list filters them (state, text or external id,
+    metadata: ?metadata.category=it, or the key and value the form's picker sends)."""
+    project = _project_or_404(request, project_id)
+    metadata = selectors.metadata_filters(request.GET)
+    picked_key, picked_value = request.GET.get("key", ""), request.GET.get("value", "")
+    if picked_key and picked_value:
+        metadata[picked_key] = picked_value
+    status = request.GET.get("status", "")
+    search = request.GET.get("search", "").strip()
+    items = selectors.item_list(project=project, status=status, search=search, metadata=metadata)
+    page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+    # The other filters, for the pager's links.
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "annotation/project_items.html",
+        {
+            "project": project,
+            "page": page,
+            "rows": [
+                {"item": item, "metadata": chat.metadata_view(item.metadata), "turns": len(item.messages) + 1}
+                for item in page
+            ],
+            "status": status,
+            "search": search,
+            "metadata_filters": sorted(metadata.items()),
+            "metadata_keys": selectors.metadata_keys(project=project),
+            "statuses": ItemStatus.choices,
+            "query": query.urlencode(),
+        },
     )
 
 

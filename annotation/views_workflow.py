@@ -18,7 +18,7 @@ from core.errors import ApplicationError, NotAllowed, NotFound
 from review.models import Decision
 from review.services import item_review
 
-from . import selectors, workflow
+from . import chat, selectors, workflow
 from .models import Item, ItemStatus, Stage
 from .permissions import check_project_role
 
@@ -57,6 +57,7 @@ def workbench(request, project_id: int, stage: str):
         workflow.item_claim_next(project=project, user=request.user, stage=stage)
         return redirect("workbench", project.pk, stage)
     item = _held(project, request.user, stage)
+    posted_turns = request.session.pop("workbench_turns", None)
     context = {
         "project": project,
         "stage": stage,
@@ -67,8 +68,31 @@ def workbench(request, project_id: int, stage: str):
         "decisions": Decision,
     }
     if item is not None:
-        context["base_text"] = _base_text(context["task"], stage)
+        task = context["task"]
+        context["base_text"] = _base_text(task, stage)
+        context["chat"] = _chat(item, edits=_base_turn_edits(task), shown=posted_turns)
+        context["metadata"] = chat.metadata_view(item.metadata)
+        context["show_changes"] = stage != Stage.ANNOTATE  # reviewers see what was changed at once
     return render(request, "annotation/workbench.html", context)
+
+
+def _chat(item: Item, *, edits: dict, shown: dict | None = None) -> chat.Chat:
+    return chat.conversation_view(
+        messages=item.messages,
+        system=item.system,
+        tools=item.tools,
+        edits=edits,
+        shown=shown,
+        editable=item.project.edit_all_assistant_turns,
+        reply_extra=item.reference_extra,
+    )
+
+
+def _base_turn_edits(task: dict) -> dict:
+    """The earlier-turn edits the page starts from, as _base_text does for the reply."""
+    if task["autosave"] is not None:
+        return task["autosave"].turn_edits
+    return task["revision"].turn_edits if task["revision"] is not None else {}
 
 
 def _base_text(task: dict, stage: str) -> str:
@@ -91,13 +115,20 @@ def workbench_act(request, item_id: int):
         raise Http404 from None
     stage = item.lease_stage or request.POST.get("stage", "")
     action = request.POST.get("action", "")
-    text = request.POST.get("text", "")
+    # Browsers send a textarea's line breaks as CRLF; the conversation's turns hold LF.
+    text = request.POST.get("text", "").replace("\r\n", "\n")
+    turns = _posted_turns(request.POST)
     version = int(request.POST["version"]) if request.POST.get("version", "").isdigit() else None
     draft_id = int(request.POST["draft_id"]) if request.POST.get("draft_id", "").isdigit() else None
     try:
         if action == "submit":
             workflow.item_submit(
-                item_id=item.pk, user=request.user, text=text, version=version, draft_id=draft_id
+                item_id=item.pk,
+                user=request.user,
+                text=text,
+                version=version,
+                draft_id=draft_id,
+                turns=turns,
             )
             messages.success(request, _("Submitted. Here is the next task."))
         elif action == "skip":
@@ -116,6 +147,8 @@ def workbench_act(request, item_id: int):
                 version=version,
                 text=text,
                 comment=request.POST.get("comment", ""),
+                # As the reply's text, edited turns count only for an edit.
+                turns=turns if action == Decision.EDIT else None,
             )
             messages.success(request, _("Saved. Here is the next task."))
         else:
@@ -124,10 +157,24 @@ def workbench_act(request, item_id: int):
         # Nothing was written: show why and keep what the person typed.
         messages.error(request, exc.message)
         request.session["workbench_text"] = text
+        request.session["workbench_turns"] = turns
         return redirect("workbench", item.project_id, stage)
     if stage and action != "skip":
         workflow.item_claim_next(project=item.project, user=request.user, stage=stage)
     return redirect("workbench", item.project_id, stage)
+
+
+TURN_FIELD = "turn-"
+
+
+def _posted_turns(post) -> dict[str, str] | None:
+    """The earlier assistant turns the page let the person edit (fields turn-<index>), or None."""
+    turns = {
+        name[len(TURN_FIELD) :]: value.replace("\r\n", "\n")
+        for name, value in post.items()
+        if name.startswith(TURN_FIELD) and name[len(TURN_FIELD) :].isdigit()
+    }
+    return turns or None
 
 
 @login_required
@@ -137,12 +184,22 @@ def item_detail(request, item_id: int):
     except NotFound:
         raise Http404 from None
     request.nav_project_id = item.project_id  # the project's menu, as on its other pages
+    current = item.current_revision
     return render(
         request,
         "annotation/item_detail.html",
         {
             "project": item.project,
             "item": item,
+            "chat": chat.conversation_view(
+                messages=item.messages,
+                system=item.system,
+                tools=item.tools,
+                edits=current.turn_edits if current else {},
+                reply_extra=item.reference_extra,
+            ),
+            "metadata": chat.metadata_view(item.metadata),
+            "show_changes": True,
             "timeline": selectors.item_history(item=item),
             "drafts": item.drafts.order_by("rank"),
         },
@@ -176,9 +233,31 @@ def dashboard(request, project_id: int):
         {
             "project": project,
             "charts": charts,
+            **_metadata_figures(project, request.GET.get("metadata_key", "")),
             "annotators": figures.annotator_quality(project=project),
             "median_seconds": figures.median_task_seconds(project=project),
             "edits": edits,
             "state_labels_json": json.dumps({k: str(v) for k, v in ItemStatus.choices}, ensure_ascii=False),
         },
     )
+
+
+def _metadata_figures(project, asked: str) -> dict:
+    """The dashboard's per-metadata-value table for the key asked for (else `category`, else the first
+    key the items carry), with only the states some value has items in as columns."""
+    from . import dashboard as figures
+
+    keys = selectors.metadata_keys(project=project)
+    key = asked if asked in keys else ("category" if "category" in keys else (keys[0] if keys else ""))
+    if not key:
+        return {"metadata_keys": keys, "metadata_key": ""}
+    breakdown = figures.metadata_breakdown(project=project, key=key)
+    states = [s for s in ItemStatus.values if any(v["states"][s] for v in breakdown["values"])]
+    for value in breakdown["values"]:
+        value["cells"] = [value["states"][s] for s in states]
+    return {
+        "metadata_keys": keys,
+        "metadata_key": key,
+        "metadata_breakdown": breakdown,
+        "metadata_states": states,
+    }

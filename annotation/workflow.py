@@ -18,6 +18,7 @@ from django.utils import timezone
 from core.errors import ApplicationError, Conflict, NotAllowed, NotFound
 from core.realtime import first_in_window, window_known_open, window_length_get
 
+from .dataio import conversation
 from .models import AuditEvent, Autosave, Draft, Item, ItemStatus, Project, Revision, Role, Skip, Stage
 from .permissions import check_project_role
 from .services import audit_record
@@ -320,17 +321,52 @@ def leases_expire(*, now: datetime | None = None) -> int:
 
 
 def revision_create(
-    *, item: Item, author: AbstractBaseUser, stage: str, text: str, draft: Draft | None
+    *,
+    item: Item,
+    author: AbstractBaseUser,
+    stage: str,
+    text: str,
+    draft: Draft | None,
+    turns: dict | None = None,
 ) -> Revision:
     """A person's text for the item, on top of its current revision; flagged when it holds one of the
-    project's compliance phrases. Call inside the transition's transaction."""
+    project's compliance phrases. Call inside the transition's transaction.
+
+    `turns` edits earlier assistant turns (see turn_edits_for); the revision keeps its parent's edits
+    with these applied, so it stands for the whole conversation."""
     from .importing import compliance_flag_revision
 
+    parent = item.current_revision
     revision = Revision.objects.create(
-        item=item, author=author, stage=stage, text=text, parent=item.current_revision, draft=draft
+        item=item,
+        author=author,
+        stage=stage,
+        text=text,
+        turn_edits=turn_edits_for(item, carried=parent.turn_edits if parent else {}, turns=turns),
+        parent=parent,
+        draft=draft,
     )
     compliance_flag_revision(revision=revision)
     return revision
+
+
+def turn_edits_for(item: Item, *, carried: dict, turns: dict | None) -> dict[str, str]:
+    """The cumulative edits of earlier assistant turns once `turns` ({index: text}) is applied on
+    `carried`. Edits are refused unless the project lets people edit every assistant turn; a turn that
+    is not an earlier assistant turn, or an empty text, is refused naming the turn."""
+    if not turns:
+        return dict(carried or {})
+    if not item.project.edit_all_assistant_turns:
+        raise ApplicationError(
+            "turns: this project lets people write only the last assistant turn; "
+            "earlier turns cannot be edited (see the project setting edit_all_assistant_turns).",
+            code="turns_not_editable",
+            details={"turns": ["Earlier turns are not editable in this project."]},
+        )
+    try:
+        return conversation.turn_edits_merge(item.messages, carried, turns)
+    except ValueError as exc:
+        raise ApplicationError(f"turns: {exc}.", details={"turns": [str(exc)]}) from None
 
 
 def status_after_annotation(project: Project) -> str:
@@ -352,9 +388,16 @@ def _draft_of(item: Item, draft_id: int | None) -> Draft | None:
 
 
 def item_submit(
-    *, item_id: int, user: AbstractBaseUser, text: str, version: int | None, draft_id: int | None = None
+    *,
+    item_id: int,
+    user: AbstractBaseUser,
+    text: str,
+    version: int | None,
+    draft_id: int | None = None,
+    turns: dict | None = None,
 ) -> Item:
-    """The annotator's answer: a new revision, then on to the next tier (or approved with one tier)."""
+    """The annotator's answer: a new revision, then on to the next tier (or approved with one tier).
+    `turns` edits earlier assistant turns where the project allows it (turn_edits_for)."""
     with transaction.atomic():
         item = item_lock_held(item_id=item_id, user=user, stages={Stage.ANNOTATE}, version=version)
         text = (text or "").strip()
@@ -370,6 +413,7 @@ def item_submit(
             text=text,
             # A resubmission keeps the draft its lineage started from, unless another is chosen.
             draft=_draft_of(item, draft_id) or (parent.draft if parent else None),
+            turns=turns,
         )
         Autosave.objects.filter(item=item, user=user).delete()
         to_status = status_after_annotation(item.project)
@@ -408,13 +452,23 @@ def item_flag_needs_expert(
 
 
 def autosave_store(
-    *, item_id: int, user: AbstractBaseUser, text: str, draft_id: int | None = None
+    *,
+    item_id: int,
+    user: AbstractBaseUser,
+    text: str,
+    draft_id: int | None = None,
+    turns: dict | None = None,
 ) -> Autosave:
-    """Keep the holder's unsubmitted text; it does not change the item, so no version is needed."""
+    """Keep the holder's unsubmitted text; it does not change the item, so no version is needed.
+    Edited earlier turns are kept as the revision would keep them: on top of the current revision's."""
     with transaction.atomic():
         item = item_lock_held(item_id=item_id, user=user, stages=set(STAGES), check_stale=False)
+        current = item.current_revision
+        turn_edits = turn_edits_for(item, carried=current.turn_edits if current else {}, turns=turns)
         autosave, _ = Autosave.objects.update_or_create(
-            item=item, user=user, defaults={"text": text, "draft": _draft_of(item, draft_id)}
+            item=item,
+            user=user,
+            defaults={"text": text, "turn_edits": turn_edits, "draft": _draft_of(item, draft_id)},
         )
         return autosave
 

@@ -50,11 +50,13 @@ def _task_parts_sql() -> str:
                  'model_version', mv.name) ORDER BY d.rank, d.id), '[]')
          FROM annotation_draft d LEFT JOIN training_modelversion mv ON mv.id = d.model_version_id
         WHERE d.item_id = claimed.id) AS drafts,
-      (SELECT json_build_object('id', r.id, 'text', r.text, 'author', u.username, 'stage', r.stage,
-                                'draft', r.draft_id, 'created_at', r.created_at)
+      (SELECT json_build_object('id', r.id, 'text', r.text, 'turn_edits', r.turn_edits,
+                                'author', u.username, 'stage', r.stage, 'draft', r.draft_id,
+                                'created_at', r.created_at)
          FROM annotation_revision r JOIN {users} u ON u.id = r.author_id
         WHERE r.id = claimed.current_revision_id) AS revision,
-      (SELECT json_build_object('text', a.text, 'draft', a.draft_id, 'updated_at', a.updated_at)
+      (SELECT json_build_object('text', a.text, 'turn_edits', a.turn_edits, 'draft', a.draft_id,
+                                'updated_at', a.updated_at)
          FROM annotation_autosave a WHERE a.item_id = claimed.id AND a.user_id = %(user)s) AS autosave,
       (SELECT coalesce(json_agg(f.phrases ORDER BY f.id), '[]')
          FROM annotation_complianceflag f WHERE f.item_id = claimed.id) AS compliance,
@@ -162,14 +164,20 @@ def claim_result(row: dict) -> tuple[dict, bool]:
 
 
 def item_submit(
-    *, item_id: int, user_id: int, text: str, version: int, draft_id: int | None = None
+    *,
+    item_id: int,
+    user_id: int,
+    text: str,
+    version: int,
+    draft_id: int | None = None,
+    turns: dict | None = None,
 ) -> dict | None:
     """The annotator's answer to the item they hold, as ItemSerializer renders the item afterwards;
     None when this path does not apply (see the module docstring)."""
     from .workflow import project_counts_changed
 
     statement = submit_statement(
-        item_id=item_id, user_id=user_id, text=text, version=version, draft_id=draft_id
+        item_id=item_id, user_id=user_id, text=text, version=version, draft_id=draft_id, turns=turns
     )
     row = statement and _fetch_one(*statement)
     if not row:
@@ -180,11 +188,19 @@ def item_submit(
 
 
 def submit_statement(
-    *, item_id: int, user_id: int, text: str, version: int, draft_id: int | None = None
+    *,
+    item_id: int,
+    user_id: int,
+    text: str,
+    version: int,
+    draft_id: int | None = None,
+    turns: dict | None = None,
 ) -> tuple[str, dict] | None:
-    """The submission as (sql, params), or None when there is nothing to submit."""
+    """The submission as (sql, params), or None when there is nothing to submit, or when it edits
+    earlier turns: those are checked against the project's setting and the conversation by the
+    service. A plain submission carries its parent's turn edits forward, as the service does."""
     text = (text or "").strip()
-    if not text or not available():
+    if not text or turns or not available():
         return None
     now = timezone.now()
     sql = f"""

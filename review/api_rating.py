@@ -61,7 +61,19 @@ def rubric_data(rubric) -> dict:
 
 
 class ResponseCreateSerializer(StrictSerializer):
-    input = serializers.CharField(max_length=100_000, trim_whitespace=False)
+    # The conversation answered: `messages` (+ `system`), or a single user turn given as `input`.
+    input = serializers.CharField(
+        max_length=100_000, trim_whitespace=False, required=False, allow_blank=True, default=""
+    )
+    system = serializers.CharField(
+        max_length=100_000, trim_whitespace=False, required=False, allow_blank=True, default=""
+    )
+    messages = serializers.ListField(
+        child=serializers.JSONField(),
+        required=False,
+        max_length=1_000,
+        help_text="the turns before the response",
+    )
     text = serializers.CharField(max_length=100_000, trim_whitespace=False)
     origin = serializers.ChoiceField(choices=ResponseOrigin.choices)
     model = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -80,12 +92,20 @@ class RatingTaskSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     project = serializers.IntegerField()
     input = serializers.CharField()
+    system = serializers.CharField(allow_blank=True)
+    messages = serializers.ListField(child=serializers.DictField())
     text = serializers.CharField()
     blind = serializers.BooleanField()
     origin = serializers.CharField(required=False)
     model = serializers.CharField(required=False)
     rubric = serializers.DictField()
     lease_expires_at = serializers.DateTimeField(allow_null=True)
+
+
+def response_data(*, response, user) -> dict:
+    """A response as `user` may see it (rating_selectors.response_view), with the conversation it answers."""
+    view = rating_selectors.response_view(response=response, user=user)
+    return {**view, "system": response.system, "messages": response.messages}
 
 
 def rating_task_data(*, response, user) -> dict:
@@ -95,6 +115,7 @@ def rating_task_data(*, response, user) -> dict:
     view = rating_selectors.response_view(response=response, user=user)
     assignment = RatingAssignment.objects.filter(response=response, rater=user).first()
     data = {key: view[key] for key in ("id", "project", "input", "text", "blind") if key in view}
+    data.update(system=response.system, messages=response.messages)
     if not view["blind"]:
         data.update(origin=view.get("origin", ""), model=view.get("model", ""))
     data["rubric"] = rubric_data(rating.rubric_current(project=response.project))
@@ -194,15 +215,16 @@ class ProjectResponsesApi(APIView):
         response = rating.response_create(
             project=project, actor=request.user, model_version=version, item=item, **data
         )
-        view = rating_selectors.response_view(response=response, user=request.user)
-        return ApiResponse(view, status=status.HTTP_201_CREATED)
+        return ApiResponse(
+            response_data(response=response, user=request.user), status=status.HTTP_201_CREATED
+        )
 
 
 class ResponseDetailApi(APIView):
     @extend_schema(responses=OpenApiResponse(description="The response, blind for raters in blind mode"))
     def get(self, request, response_id: int):
         response = rating_selectors.response_get_for_user(user=request.user, response_id=response_id)
-        return ApiResponse(rating_selectors.response_view(response=response, user=request.user))
+        return ApiResponse(response_data(response=response, user=request.user))
 
 
 class ResponseRatingsApi(APIView):

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from annotation.dataio.conversation import TurnError, conversation_split, last_user_text, single_turn
 from annotation.models import Item, Project, Role
 from annotation.permissions import check_project_role
 from annotation.services import audit_record
@@ -140,17 +141,23 @@ def response_create(
     *,
     project: Project,
     actor: AbstractBaseUser,
-    input: str,
     text: str,
     origin: str,
+    input: str = "",
+    system: str = "",
+    messages: list | None = None,
     model: str = "",
     model_version=None,
     item: Item | None = None,
     author: AbstractBaseUser | None = None,
 ) -> Response:
     """Add a response to be scored. A human answer sent by API is taken to be the sender's own unless an
-    author is given, so its sender cannot rate it."""
+    author is given, so its sender cannot rate it.
+
+    The response answers a conversation: `messages` (the turns before it, ending with the user or tool
+    turn it answers) and `system`, or just `input`, a single user turn."""
     check_project_role(user=actor, project=project, roles=RESPONSE_CREATOR_ROLES)
+    input, system, messages = _response_conversation(input=input, system=system, messages=messages)
     if origin not in ResponseOrigin.values:
         raise ApplicationError(f"origin: {origin!r} is not one of {', '.join(ResponseOrigin.values)}")
     if model_version is not None:
@@ -165,6 +172,8 @@ def response_create(
         response = Response.objects.create(
             project=project,
             input=input,
+            system=system,
+            messages=messages,
             text=text,
             origin=origin,
             model=model,
@@ -177,6 +186,36 @@ def response_create(
             actor=actor, action="response.created", target=response, project=project, to_state=origin
         )
     return response
+
+
+def _response_conversation(*, input: str, system: str, messages: list | None) -> tuple[str, str, list]:
+    """(input, system, messages) of a response: the turns checked as an item's are (an error names the
+    turn; a leading system turn becomes `system`), or one user turn of `input`. A conversation that
+    ends with an assistant turn is refused rather than cut: the response is that turn."""
+    if not messages:
+        if not input.strip():
+            raise ApplicationError(
+                "input: a response answers a question; send input or messages.",
+                details={"input": ["This field is required when messages are not given."]},
+            )
+        return input, system, single_turn(input)
+    try:
+        split = conversation_split(messages, system=system)
+    except TurnError as exc:
+        raise ApplicationError(f"messages: {exc}", details={"messages": [str(exc)]}) from None
+    if split.reply or split.reply_extra:
+        raise ApplicationError(
+            "messages: the conversation must end with the user (or tool) turn the response answers; "
+            f"turn {len(messages)} is an assistant turn.",
+            details={"messages": ["Ends with an assistant turn."]},
+        )
+    asked = last_user_text(split.messages)
+    if input and input != asked:
+        raise ApplicationError(
+            "input: it differs from the last user turn of messages; send one or the other.",
+            details={"input": ["Differs from the last user turn of messages."]},
+        )
+    return asked, split.system, split.messages
 
 
 def rating_submit(*, response_id: int, rater: AbstractBaseUser, scores: dict) -> Rating:

@@ -1,5 +1,8 @@
+"""API shape of review decisions."""
+
 from rest_framework import serializers
 
+from annotation.serializers_workflow import turns_field
 from core.serializers import StrictSerializer
 
 from .models import Decision
@@ -12,3 +15,4 @@ class ReviewSerializer(StrictSerializer):
         required=False, allow_blank=True, trim_whitespace=False, max_length=100_000, default=""
     )
     comment = serializers.CharField(required=False, allow_blank=True, max_length=5_000, default="")
+    turns = turns_field()  # with "edit": edits of earlier assistant turns, where the project allows them

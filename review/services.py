@@ -39,11 +39,13 @@ def item_review(
     version: int | None,
     text: str = "",
     comment: str = "",
+    turns: dict | None = None,
 ) -> Item:
     """Record the reviewer's decision on the item they hold and move it on.
 
     approve: the current revision goes to the next tier (or is approved);
-    edit: the reviewer's text becomes a new revision, then as approve;
+    edit: the reviewer's text (and `turns`, edits of earlier assistant turns where the project allows
+    them) becomes a new revision, then as approve;
     reject: needs a comment; back to the annotator as rework.
     Nobody decides on an item they wrote any revision of.
     """
@@ -51,6 +53,11 @@ def item_review(
         raise ApplicationError(
             f"decision: '{decision}' is not one of {', '.join(Decision.values)}.",
             details={"decision": [decision]},
+        )
+    if turns and decision != Decision.EDIT:
+        raise ApplicationError(
+            f"turns: only an edit changes turns; a decision to {decision} keeps the answer as it is.",
+            details={"turns": ["Only allowed with the decision 'edit'."]},
         )
     with transaction.atomic():
         item = item_lock_held(item_id=item_id, user=user, stages=REVIEW_STAGES, version=version)
@@ -89,7 +96,12 @@ def item_review(
                     "text: an edit needs the new text.", details={"text": ["This field is required."]}
                 )
             edited = revision_create(
-                item=item, author=user, stage=stage, text=text, draft=current.draft if current else None
+                item=item,
+                author=user,
+                stage=stage,
+                text=text,
+                draft=current.draft if current else None,
+                turns=turns,
             )
         elif current is None:
             raise Conflict(

@@ -8,6 +8,7 @@ from django.utils.translation import get_language
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError as DrfValidationError
 
+from annotation.chat import conversation_view
 from annotation.models import Role
 from annotation.permissions import check_project_role
 from annotation.selectors import project_get_for_user
@@ -54,12 +55,21 @@ def _task_context(request, project, response, error: str = "", scores: dict | No
         lease = RatingAssignment.objects.filter(response=response, rater=request.user).first()
         context.update(
             response=view,
+            chat=_conversation(response),
             dimensions=_dimensions_for_page(rubric),
             rubric_version=rubric.version,
             lease_expires_at=lease.expires_at if lease else None,
             origin_label=ResponseOrigin(view["origin"]).label if view.get("origin") else "",
         )
     return context
+
+
+def _conversation(response):
+    """The conversation a response answers, as a chat, when it is more than one question."""
+    messages = response.messages or []
+    if len(messages) <= 1 and not response.system:
+        return None
+    return conversation_view(messages=messages, system=response.system)
 
 
 @login_required

@@ -39,6 +39,39 @@ def test_rater_scores_with_digit_keys_and_sees_the_weighted_score(page, live_asg
     assert rating.weighted_score == pytest.approx(4.0)
 
 
+def test_a_response_to_a_conversation_is_rated_with_the_conversation_in_view(
+    page, live_asgi, people, project
+):
+    # given a candidate's response to the third turn of a conversation
+    response = response_create(
+        project=project,
+        actor=people["admin"],
+        system="You are the help desk of Nordlicht Telecom.",
+        messages=[
+            {"role": "user", "content": "My router blinks red."},
+            {"role": "assistant", "content": "Unplug it for ten seconds, then plug it back in."},
+            {"role": "user", "content": "Still red. 现在怎么办？"},
+        ],
+        text="A technician will check your line today.",
+        origin="candidate",
+    )
+    log_in(page, live_asgi, "expert")
+    page.goto(f"{live_asgi}/projects/{project.pk}/rate/")
+
+    # then the rater reads the whole conversation above the response, and scores it with the keys
+    chat = page.locator(".rate-chat")
+    expect(chat.locator("details.turn[data-turn]")).to_have_count(3)
+    expect(chat).to_contain_text("Unplug it for ten seconds")
+    expect(chat).to_contain_text("You are the help desk of Nordlicht Telecom.")
+    expect(page.locator(".rate-text")).to_contain_text("A technician will check your line today.")
+    shot(page, "rate-conversation")
+    for key in "453":
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Rating saved.")).to_be_visible()
+    assert Rating.objects.get(response=response, rater=people["expert"]).weighted_score == pytest.approx(4.0)
+
+
 def test_agreement_dashboard_draws_its_charts(page, live_asgi, people, project):
     from review.rating import rating_submit
 

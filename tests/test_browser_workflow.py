@@ -72,7 +72,7 @@ def test_annotate_review_sign_off(page, live_asgi, people, project, drafted_item
     # and the item shows as approved, with its timeline
     page.goto(f"{live_asgi}/items/{drafted_item.pk}/")
     expect(page.locator("#item-status")).to_have_text("Approved")
-    expect(page.locator("#timeline li")).to_have_count(7)  # drafted, then claim + decision at each tier
+    expect(page.locator("#timeline > li")).to_have_count(7)  # drafted, then claim + decision at each tier
     shot(page, "item-approved")
     assert Item.objects.get(pk=drafted_item.pk).status == ItemStatus.APPROVED
 

@@ -10,6 +10,7 @@ import pytest
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from rest_framework.authtoken.models import Token
+from rest_framework.renderers import JSONRenderer
 from rest_framework.throttling import UserRateThrottle
 
 from annotation.api_workflow import ItemSubmitApi
@@ -361,3 +362,62 @@ def test_concurrent_claims_through_the_lane_take_every_item_exactly_once(project
     assert AuditEvent.objects.filter(action="item.claim").count() == 200
     assert Item.objects.filter(project=project, status="submitted").count() == 200
     assert django_calls < 100  # the first claims and submissions of each token, and the empty queue
+
+
+def test_a_conversation_with_metadata_is_answered_by_the_lane_as_django_answers_it(project, annotator, token):
+    # given two multi-turn conversations with tool calls, extra keys and metadata
+    from .test_workflow_sql import conversation_item
+
+    first = conversation_item(project, external_id="conv-1", priority=2)
+    second = conversation_item(project, external_id="conv-2", metadata={"category": "账单", "n": 2})
+
+    async def scenario(lane, django):
+        answers = []
+        for _ in range(2):
+            claimed = await post(lane, claim_path(project), {"stage": "annotate"}, token=token)
+            task = json.loads(claimed[2])
+            expected = await asyncio.to_thread(rendered_task_then_close, task["item"]["id"], annotator)
+            submitted = await post(
+                lane,
+                submit_path(task["item"]["id"]),
+                {"text": "Within two hours.", "version": task["item"]["version"]},
+                token=token,
+            )
+            answers.append((claimed, expected, submitted, django.calls))
+        return answers
+
+    # when the first is claimed and submitted through Django and the second through the lane
+    (django_claim, _, _, calls), (lane_claim, expected, lane_submit, calls_after) = run(scenario)
+
+    # then the lane answered the second pair, as Django renders that item
+    assert (calls, calls_after) == (2, 2)
+    assert json.loads(django_claim[2])["item"]["id"] == first.pk
+    assert json.loads(lane_claim[2])["item"]["id"] == second.pk
+    assert json.loads(lane_claim[2]) == expected
+    second.refresh_from_db()
+    assert lane_submit[2] == JSONRenderer().render(ItemSerializer(second).data)
+    assert json.loads(lane_submit[2])["messages"] == second.messages
+    assert json.loads(lane_submit[2])["metadata"] == {"category": "账单", "n": 2}
+
+
+def test_a_submission_that_edits_turns_reaches_django(project, annotator, token):
+    # given a warm lane, a project that lets people edit earlier turns, and a held conversation
+    from .test_workflow_sql import CONVERSATION, conversation_item
+
+    project.edit_all_assistant_turns = True
+    project.save()
+    ItemFactory(project=project, priority=5)  # for the warm-up
+    conversation_item(project)
+
+    async def request(lane):
+        claimed = json.loads((await post(lane, claim_path(project), {"stage": "annotate"}, token=token))[2])
+        body = {"text": "Soon.", "version": claimed["item"]["version"], "turns": {"3": "It is down."}}
+        return await post(lane, submit_path(claimed["item"]["id"]), body, token=token)
+
+    # when the submission carries turn edits
+    (status, _, body), reached_django = learn_then(project, token, request)
+
+    # then Django's service stored them
+    assert reached_django and status == 200
+    item = Item.objects.get(external_id=CONVERSATION["external_id"])
+    assert item.current_revision.turn_edits == {"3": "It is down."}

@@ -29,6 +29,54 @@ def wait_for(url: str, process: subprocess.Popen, log, seconds: float = 120) -> 
     raise AssertionError(f"{url} did not answer 200 within {seconds} s:\n{log.read_text()}")
 
 
+def new_project_trains_and_answers(base: str) -> None:
+    """What a new user does first on a fresh stack: a project of their own, eight approved answers, the
+    threshold run; then a version registered with no base model, deployed, answering `ask`."""
+    client = httpx.Client(base_url=base, timeout=30)
+
+    def token(username):
+        body = {"username": username, "password": f"{username}-demo-pass"}
+        return {"Authorization": f"Token {client.post('/api/auth/token/', json=body).json()['token']}"}
+
+    admin, annotator = token("admin"), token("annotator")
+    settings = {"name": "Mine", "retrain_threshold": 8, "review_tiers": 1, "confidence_threshold": 0.0}
+    project = client.post("/api/projects/", json=settings, headers=admin).json()["id"]
+    member = {"username": "annotator", "role": "annotator"}
+    assert client.post(f"/api/projects/{project}/members/", json=member, headers=admin).status_code == 201
+    rows = "".join(f'{{"input": "Question {i} about my order?"}}\n' for i in range(8)).encode()
+    job = client.post(f"/api/projects/{project}/imports/", files={"file": ("q.jsonl", rows)}, headers=admin)
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/imports/{job.json()['id']}/", headers=admin).json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the import did not succeed"
+        time.sleep(0.3)
+    for _ in range(8):
+        task = client.post(
+            f"/api/projects/{project}/tasks/next/", json={"stage": "annotate"}, headers=annotator
+        )
+        item = task.json()["item"]
+        answer = {"text": "Your parcel arrives tomorrow.", "version": item["version"]}
+        assert (
+            client.post(f"/api/items/{item['id']}/submit/", json=answer, headers=annotator).status_code == 200
+        )
+    deadline = time.monotonic() + 240
+    while True:
+        runs = client.get(f"/api/projects/{project}/training-runs/", headers=admin).json()["results"]
+        if runs and runs[0]["status"] not in ("queued", "running", "evaluating"):
+            break
+        assert time.monotonic() < deadline, f"the threshold run did not finish: {runs}"
+        time.sleep(1)
+    assert runs[0]["status"] != "failed", runs[0]["status_reason"]
+
+    version = client.post(f"/api/projects/{project}/model-versions/", json={"name": "base"}, headers=admin)
+    assert version.status_code == 201, version.text
+    promoted = client.post(f"/api/model-versions/{version.json()['id']}/promote/", headers=admin)
+    assert promoted.json()["status"] == "deployed"
+    asked = client.post(
+        f"/api/projects/{project}/ask/", json={"question": "Where is my order?"}, headers=admin
+    )
+    assert asked.status_code == 200 and asked.json()["handed_over"] is False, asked.text
+
+
 def test_runstack_serves_the_demo_and_stops_every_child(tmp_path):
     # given a fresh checkout's environment: no DATABASE_URL, no REDIS_URL (SQLite and embedded Redis)
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "HANDOVER_ENV"}}
@@ -60,6 +108,9 @@ def test_runstack_serves_the_demo_and_stops_every_child(tmp_path):
         assert f"http://127.0.0.1:{port}/" in printed and "annotator-demo-pass" in printed
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= 4  # redis, web, worker, beat
+        # and a new user's project trains and answers on the default base model (issue 12)
+        assert (tmp_path / "var" / "models" / "tiny" / "config.json").exists()
+        new_project_trains_and_answers(base)
     finally:
         # when Ctrl-C
         process.send_signal(signal.SIGINT)

@@ -224,3 +224,101 @@ def test_submit_steps_aside_unless_it_is_a_plain_submission(people, project, sit
     assert fast_submit(item, user, text=text, **kwargs) is None
     assert (Revision.objects.count(), AuditEvent.objects.count()) == before
     assert Item.objects.get(pk=item.pk).version == item.version
+
+
+# --- conversations ---------------------------------------------------------------------------------
+
+CONVERSATION = {
+    "system": "You are the help desk of Nordlicht Telecom.",
+    "messages": [
+        {"role": "user", "content": "我的路由器一直闪红灯。"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "line_status", "arguments": "{\"customer\": \"7731\"}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"line\": \"down\", \"since\": \"09:12\"}"},
+        {"role": "assistant", "content": "Your line is down since 09:12.", "weight": 0},
+        {"role": "user", "content": "When will it be back?"},
+    ],
+    "tools": [{"type": "function", "function": {"name": "line_status", "parameters": {"type": "object"}}}],
+    "reference_output": "Within two hours.",
+    "reference_extra": {"weight": 1},
+    "metadata": {"category": "it", "lang": "zh", "ticket": 7731, "tags": ["router", "红灯"]},
+    "external_id": "conv-7",
+}  # fmt: skip
+
+
+def conversation_item(project, **overrides):
+    from annotation.services import item_fields
+
+    row = {**CONVERSATION, **overrides}
+    return Item.objects.create(project=project, external_id=row.pop("external_id"), **item_fields(row))
+
+
+def test_a_claimed_conversation_with_metadata_renders_as_the_serializers_do(people, project):
+    # given a multi-turn conversation with tool calls, extra keys, a system prompt and metadata
+    item = conversation_item(project)
+
+    # when the annotator claims it through the single statement
+    task = fast_claim(project, people["annotator"])
+
+    # then every field of the item comes back as the ORM renders it, turn by turn
+    assert as_json(task) == rendered_task(item.pk, people["annotator"])
+    assert task["item"]["messages"] == CONVERSATION["messages"]
+    assert task["item"]["metadata"] == CONVERSATION["metadata"]
+    assert (task["item"]["tools"], task["item"]["reference_extra"]) == (
+        CONVERSATION["tools"],
+        {"weight": 1},
+    )
+
+
+def test_an_expert_claim_carries_the_revisions_turn_edits_as_rendered(people, project):
+    # given a conversation whose answer also rewrote turn 4, in a project that allows it
+    project.edit_all_assistant_turns = True
+    project.save()
+    conversation_item(project)
+    held = claim(project, people["annotator"], Stage.ANNOTATE)
+    workflow.item_submit(item_id=held.pk, user=people["annotator"], text="Within two hours.",
+                         version=held.version, turns={"3": "The line is down since 09:12."})  # fmt: skip
+
+    # when the expert claims through the single statement
+    task = fast_claim(project, people["expert"], Stage.EXPERT)
+
+    # then the revision's edits come with it, as the ORM renders them
+    assert task["revision"]["turn_edits"] == {"3": "The line is down since 09:12."}
+    assert as_json(task) == rendered_task(held.pk, people["expert"])
+
+
+def test_a_resubmission_carries_the_turn_edits_forward_on_both_paths(people, project):
+    # given two conversations, each answered with an edited turn and sent back to the annotator
+    from review.services import item_review
+
+    project.edit_all_assistant_turns = True
+    project.save()
+    annotator, expert = people["annotator"], people["expert"]
+    for n in (1, 2):
+        conversation_item(project, external_id=f"conv-{n}")
+    for _ in range(2):  # (rework would come back first, so both are answered before either is sent back)
+        held = claim(project, annotator, Stage.ANNOTATE)
+        workflow.item_submit(item_id=held.pk, user=annotator, text="First.", version=held.version,
+                             turns={"3": "Edited."})  # fmt: skip
+    for _ in range(2):
+        held = claim(project, expert, Stage.EXPERT)
+        item_review(item_id=held.pk, user=expert, decision="reject", version=held.version, comment="More.")
+
+    # when one rework is resubmitted through the single statement and the other through the service
+    fast = claim(project, annotator, Stage.ANNOTATE)
+    assert fast_submit(fast, annotator, text="Second.") is not None
+    slow = claim(project, annotator, Stage.ANNOTATE)
+    workflow.item_submit(item_id=slow.pk, user=annotator, text="Second.", version=slow.version)
+
+    # then both new revisions stand for the same edited conversation
+    def lineage(item_id):
+        revision = Item.objects.get(pk=item_id).current_revision
+        return revision.text, revision.turn_edits, revision.parent.turn_edits
+
+    assert lineage(fast.pk) == lineage(slow.pk) == ("Second.", {"3": "Edited."}, {"3": "Edited."})

@@ -1,4 +1,5 @@
-// The workbench: live diff, draft switching, autosave, lease renewal and warning, keyboard shortcuts.
+// The workbench: live diff, draft switching, edits of earlier turns, autosave, lease renewal and warning,
+// keyboard shortcuts.
 (function () {
   "use strict";
   const bench = document.getElementById("workbench");
@@ -31,12 +32,43 @@
     if (typing(e)) return;
     if (e.key === "?") { e.preventDefault(); document.getElementById("help").showModal(); }
     if (e.key.toLowerCase() === "n") click("take-next");
+    if (e.key.toLowerCase() === "t") { e.preventDefault(); toggleFolded(); }
   });
+
+  // Long conversations fold their earlier turns; T opens them all, or folds them back.
+  function toggleFolded() {
+    const folded = Array.from(document.querySelectorAll("#chat details[data-folded]"));
+    const open = folded.some((d) => !d.open);
+    folded.forEach((d) => { d.open = open; });
+  }
 
   if (!bench) return;
   const answer = document.getElementById("answer");
   const liveDiff = document.getElementById("live-diff");
   const selectedDraft = () => document.querySelector("input[name=draft_id]:checked");
+  const replyDraft = document.getElementById("reply-draft");
+  const showDraft = () => { if (replyDraft && selectedDraft()) replyDraft.textContent = selectedDraft().dataset.text; };
+  showDraft();
+
+  // Earlier assistant turns, where the project lets people edit them: they grow with their text and
+  // say when they differ from the turn as imported.
+  const turnEdits = Array.from(document.querySelectorAll("textarea[data-turn-edit]"));
+  const fit = (area) => { area.style.height = "auto"; area.style.height = `${area.scrollHeight + 2}px`; };
+  turnEdits.forEach((area) => {
+    const turn = area.closest(".turn");
+    const changes = turn.querySelector(".original");
+    const mark = () => {
+      const edited = area.value !== area.dataset.original;
+      turn.classList.toggle("edited", edited);
+      if (changes) {
+        changes.hidden = !edited;
+        renderDiff(changes.querySelector(".diff"), area.dataset.original, area.value);
+      }
+    };
+    fit(area);
+    area.addEventListener("input", () => { fit(area); mark(); scheduleAutosave(); });
+    area.closest("details").addEventListener("toggle", () => fit(area));
+  });
 
   // Annotator: diff of the answer against the draft they started from.
   const refreshLiveDiff = () => renderDiff(liveDiff, selectedDraft() ? selectedDraft().dataset.text : "", answer.value);
@@ -50,6 +82,7 @@
         answer.value = radio.dataset.text;
       }
       previous = radio;
+      showDraft();
       refreshLiveDiff();
       scheduleAutosave();
     }));
@@ -64,11 +97,15 @@
   function scheduleAutosave() {
     clearTimeout(autosaveTimer);
     autosaveTimer = setTimeout(() => {
-      const body = new FormData();
-      body.append("text", answer.value);
-      if (selectedDraft()) body.append("draft_id", selectedDraft().value);
-      fetch(bench.dataset.autosaveUrl, { method: "POST", body, headers: { "X-CSRFToken": csrf() }, credentials: "same-origin" })
-        .then((r) => { bench.dataset.autosaved = r.ok ? "yes" : "failed"; });
+      const body = { text: answer.value };
+      if (selectedDraft()) body.draft_id = Number(selectedDraft().value);
+      if (turnEdits.length) body.turns = Object.fromEntries(turnEdits.map((area) => [area.name.slice("turn-".length), area.value]));
+      fetch(bench.dataset.autosaveUrl, {
+        method: "POST",
+        body: JSON.stringify(body),
+        headers: { "X-CSRFToken": csrf(), "Content-Type": "application/json" },
+        credentials: "same-origin",
+      }).then((r) => { bench.dataset.autosaved = r.ok ? "yes" : "failed"; });
       renewLease();
     }, 1000);
   }
