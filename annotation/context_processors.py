@@ -14,6 +14,7 @@ PROJECT_MENU = [
     (_("Domain review"), "workbench", {Role.DOMAIN_REVIEWER}, {"stage": "domain"}),
     (_("Spot checks"), "workbench", {Role.DOMAIN_REVIEWER}, {"stage": "spot_check"}),
     (_("Dashboard"), "project-dashboard", {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER}),
+    (_("Items"), "project-items", {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER}),
     (_("Members"), "project-members", {Role.ADMIN}),
     (_("Models"), "project-models", {Role.ANNOTATOR, Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
     (_("Training"), "training-runs", {Role.ADMIN}),
