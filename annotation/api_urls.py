@@ -1,7 +1,5 @@
 from django.urls import path
 
-from review.api import ItemReviewApi
-
 from . import api, api_workflow
 
 urlpatterns = [
@@ -18,7 +16,6 @@ urlpatterns = [
     path("items/<int:item_id>/flag/", api_workflow.ItemFlagApi.as_view(), name="api-item-flag"),
     path("items/<int:item_id>/lease/", api_workflow.ItemLeaseApi.as_view(), name="api-item-lease"),
     path("items/<int:item_id>/autosave/", api_workflow.ItemAutosaveApi.as_view(), name="api-item-autosave"),
-    path("items/<int:item_id>/review/", ItemReviewApi.as_view(), name="api-item-review"),
     path("items/<int:item_id>/history/", api_workflow.ItemHistoryApi.as_view(), name="api-item-history"),
 ]
 

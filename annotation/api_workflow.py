@@ -6,9 +6,10 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.hooks import WORK_QUEUE_STAGE, hook
+
 from . import selectors, workflow, workflow_sql
 from .serializers_workflow import (
-    RATE_STAGE,
     AutosaveSerializer,
     ClaimSerializer,
     FlagSerializer,
@@ -36,14 +37,10 @@ class TaskNextApi(APIView):
         if task is not None:
             return Response(task)
         project = selectors.project_get_for_user(user=request.user, project_id=project_id)
-        if stage == RATE_STAGE:
-            from review.api_rating import rating_task_data
-            from review.rating import rating_claim_next
-
-            response = rating_claim_next(project=project, user=request.user)
-            if response is None:
-                return Response(status=status.HTTP_204_NO_CONTENT)
-            return Response(rating_task_data(response=response, user=request.user))
+        higher = (hook(WORK_QUEUE_STAGE) or {}).get(stage)  # e.g. review's "rate": responses, not items
+        if higher is not None:
+            data = higher(project=project, user=request.user)
+            return Response(status=status.HTTP_204_NO_CONTENT) if data is None else Response(data)
         item = workflow.item_claim_next(project=project, user=request.user, stage=stage)
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)

@@ -21,6 +21,7 @@ from django.db import connection
 from django.db.models import CharField, F, Func
 
 from core.errors import ApplicationError
+from core.hooks import EXPORT_PROVENANCE, hook
 
 from .dataio import export_tables, exporters
 from .dataio.conversation import last_user_text, single_turn, turns_edited
@@ -123,8 +124,9 @@ _SAMPLE_FIELDS = (
 
 
 def _samples(rows: list[tuple], *, metadata: bool) -> Iterator[dict]:
-    reviews = _reviewers_per_tier([row[0] for row in rows]) if metadata and rows else {}
-    scores = _rating_scores([row[0] for row in rows]) if metadata and rows else {}
+    # Who reviewed each item and how it was rated are the review layer's to say (core.hooks).
+    provenance = hook(EXPORT_PROVENANCE) if metadata and rows else None
+    reviewed = provenance([row[0] for row in rows]) if provenance else {}
     for (
         pk, external_id, input_, system, messages, tools, reference, reference_extra, item_metadata,
         text, turn_edits, draft, model_version, author, approved_at,
@@ -146,8 +148,8 @@ def _samples(rows: list[tuple], *, metadata: bool) -> Iterator[dict]:
                 "id": pk,
                 "external_id": external_id,
                 "author": author or "",
-                "reviewers": reviews.get(pk, {}),
-                "scores": scores.get(pk),
+                "reviewers": reviewed.get(pk, {}).get("reviewers", {}),
+                "scores": reviewed.get(pk, {}).get("scores"),
                 "draft_model_version": model_version,
                 "approved_at": approved_at.isoformat() if approved_at else None,
                 "item": sample["metadata"]["item"],
@@ -200,49 +202,6 @@ def _redact_call(call: Any) -> Any:
     if not isinstance(function, dict) or "arguments" not in function:
         return call
     return {**call, "function": {**function, "arguments": _redact_arguments(function["arguments"])}}
-
-
-def _reviewers_per_tier(item_ids: list[int]) -> dict[int, dict[str, list[str]]]:
-    """Who approved (or edited and approved) each item at each tier since it was last sent back."""
-    from review.models import Decision, ReviewDecision
-
-    result: dict[int, dict[str, list[str]]] = {}
-    decisions = (
-        ReviewDecision.objects.filter(item_id__in=item_ids)
-        .order_by("item_id", "created_at", "pk")
-        .values_list("item_id", "stage", "decision", "reviewer__username")
-    )
-    for item_id, stage, decision, reviewer in decisions:
-        tiers = result.setdefault(item_id, {})
-        if decision == Decision.REJECT:
-            tiers.clear()  # the answer was redone; earlier approvals are not of the exported text
-        elif reviewer not in tiers.setdefault(stage, []):
-            tiers[stage].append(reviewer)
-    return result
-
-
-def _rating_scores(item_ids: list[int]) -> dict[int, dict]:
-    """Rubric ratings of responses made from each item: count, mean weighted score, per-dimension means."""
-    from review.models import Rating
-
-    sums: dict[int, dict] = {}
-    ratings = Rating.objects.filter(response__item_id__in=item_ids).values_list(
-        "response__item_id", "weighted_score", "scores"
-    )
-    for item_id, weighted, dimension_scores in ratings:
-        acc = sums.setdefault(item_id, {"n": 0, "weighted": 0.0, "dimensions": {}})
-        acc["n"] += 1
-        acc["weighted"] += weighted
-        for key, value in dimension_scores.items():
-            acc["dimensions"].setdefault(key, []).append(value)
-    return {
-        item_id: {
-            "n": acc["n"],
-            "weighted_mean": acc["weighted"] / acc["n"],
-            "dimensions": {k: sum(v) / len(v) for k, v in acc["dimensions"].items()},
-        }
-        for item_id, acc in sums.items()
-    }
 
 
 def _jsonl_with_metadata(fmt: str, samples, stream: IO[bytes]) -> int:

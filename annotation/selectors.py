@@ -2,6 +2,8 @@
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
@@ -171,22 +173,42 @@ def item_list(
     return items.order_by("-priority", "pk")
 
 
-def item_last_rejection(*, item: Item):
-    """The reject decision that sent the item back, while it is back with its annotator."""
-    from review.models import Decision, ReviewDecision
+@dataclass(frozen=True)
+class Rejection:
+    """Why an item came back to its annotator, as its audit event recorded the reviewer's decision."""
+
+    comment: str
+    reviewer: AbstractBaseUser | None
+    stage: str
+    created_at: datetime
+
+
+def item_last_rejection(*, item: Item) -> Rejection | None:
+    """The reject that sent the item back, while it is back with its annotator.
+
+    Read from the audit log, which records every decision with its comment, so the work queue does
+    not reach up into the review layer's tables."""
+    from .models import AuditEvent
 
     came_back = item.status == ItemStatus.REWORK or (
         item.status == ItemStatus.ANNOTATING and item.status_before_lease == ItemStatus.REWORK
     )
     if not came_back:
         return None
-    last = (
-        ReviewDecision.objects.filter(item=item)
-        .select_related("reviewer")
+    event = (
+        AuditEvent.objects.filter(target_type="item", target_id=str(item.pk), action="item.reject")
+        .select_related("actor")
         .order_by("-created_at", "-pk")
         .first()
     )
-    return last if last is not None and last.decision == Decision.REJECT else None
+    if event is None:
+        return None
+    return Rejection(
+        comment=event.data.get("comment", ""),
+        reviewer=event.actor,
+        stage=event.data.get("stage", ""),
+        created_at=event.created_at,
+    )
 
 
 def item_task(*, item: Item, user: AbstractBaseUser) -> dict:
@@ -246,15 +268,12 @@ def item_history(*, item: Item) -> list[dict]:
     """The item's timeline: every audit event, oldest first; revisions carry the diff against the
     text they were based on (the parent revision, else the draft they started from), and `turns`,
     every turn they changed (earlier assistant turns the project let them edit, and the reply)."""
-    from review.models import ReviewDecision
-
     from .diffing import text_diff
     from .models import AuditEvent, Revision
 
     revisions = {
         r.pk: r for r in Revision.objects.filter(item=item).select_related("author", "parent", "draft")
     }
-    comments = {d.revision_id: d.comment for d in ReviewDecision.objects.filter(item=item) if d.comment}
     timeline = []
     for event in AuditEvent.objects.filter(target_type="item", target_id=str(item.pk)).select_related(
         "actor"
@@ -282,6 +301,6 @@ def item_history(*, item: Item) -> list[dict]:
             if event.action in REVISION_WRITERS:  # an approval names the revision; it changed nothing
                 entry["turns"] = revision_turn_changes(item=item, revision=revision)
         if event.action == "item.reject":
-            entry["comment"] = event.data.get("comment") or comments.get(event.data.get("revision"), "")
+            entry["comment"] = event.data.get("comment", "")
         timeline.append(entry)
     return timeline

@@ -84,7 +84,7 @@ class TaskSerializer(serializers.Serializer):
             return None
         return {
             "comment": decision.comment,
-            "reviewer": decision.reviewer.username,
+            "reviewer": decision.reviewer.username if decision.reviewer else None,
             "stage": decision.stage,
             "at": decision.created_at,
         }

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from core.errors import ApplicationError, Conflict
+from core.hooks import PROJECT_SETTINGS_CHECK, hook, task_send_on_commit
 
 from .dataio import conversation
 from .models import AuditEvent, Item, ItemSource, Membership, Project, Role
@@ -74,10 +75,9 @@ def project_update(*, project: Project, actor: AbstractBaseUser, **changes) -> P
     project = Project.objects.select_for_update().get(pk=project.pk)
     if "slug" in changes and Project.objects.filter(slug=changes["slug"]).exclude(pk=project.pk).exists():
         raise Conflict(f"A project with slug '{changes['slug']}' already exists.", code="slug_taken")
-    if "training_hyperparameters" in changes:
-        from training.runs import hyperparameters_validate
-
-        hyperparameters_validate(method="lora", values=changes["training_hyperparameters"])
+    check_settings = hook(PROJECT_SETTINGS_CHECK)  # the layers above check the settings they read
+    if check_settings is not None:
+        check_settings(changes)
     if "compliance_phrases" in changes:
         phrases = changes["compliance_phrases"]
         if not isinstance(phrases, list) or not all(isinstance(p, str) and p.strip() for p in phrases):
@@ -216,11 +216,13 @@ def items_create(
     return len(new_items)
 
 
+# Work of the training layer that new items start (core.hooks: sent by name, never imported).
+DRAFTS_GENERATE = "training.tasks.project_drafts_generate"
+
+
 def items_arrived(*, project_id: int) -> None:
     """What new items start, once the transaction commits: fresh live counts, and model drafts."""
-    from training.services import project_drafting_request
-
     from .workflow import project_counts_changed
 
     project_counts_changed(project_id)
-    project_drafting_request(project_id=project_id)
+    task_send_on_commit(DRAFTS_GENERATE, project_id)

@@ -6,11 +6,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
     path("projects/<int:project_id>/members/", views.project_members, name="project-members"),
-    path("projects/<int:project_id>/work/<str:stage>/", views_workflow.workbench, name="workbench"),
-    path("items/<int:item_id>/act/", views_workflow.workbench_act, name="workbench-act"),
     path("items/<int:item_id>/", views_workflow.item_detail, name="item-detail"),
     path("projects/<int:project_id>/items/", views.project_items, name="project-items"),
-    path("projects/<int:project_id>/dashboard/", views_workflow.dashboard, name="project-dashboard"),
 ]
 
 from . import views_dataio  # noqa: E402

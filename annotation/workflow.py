@@ -16,6 +16,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict, NotAllowed, NotFound
+from core.hooks import task_send_on_commit
 from core.realtime import first_in_window, window_known_open, window_length_get
 
 from .dataio import conversation
@@ -24,6 +25,9 @@ from .permissions import check_project_role
 from .services import audit_record
 
 logger = logging.getLogger(__name__)
+
+# Work of the training layer that the workflow starts (core.hooks: sent by name, never imported).
+TRAINING_TRIGGER_CHECK = "training.trigger.training_trigger_check"
 
 
 @dataclass(frozen=True)
@@ -153,9 +157,8 @@ def item_write(
     if item.status != from_status:
         project_counts_changed(item.project_id)
     if item.status == ItemStatus.APPROVED and from_status not in (ItemStatus.APPROVED, ItemStatus.SPOT_CHECK):
-        from training.trigger import approval_committed  # training imports annotation, not the reverse
-
-        approval_committed(item.project_id)
+        # The training layer counts approvals against the threshold; it is reached by its task's name.
+        task_send_on_commit(TRAINING_TRIGGER_CHECK, item.project_id)
     return item
 
 

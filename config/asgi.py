@@ -26,7 +26,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from annotation.hot_lane import WorkQueueLane  # noqa: E402
-from core.routing import websocket_urlpatterns  # noqa: E402
+from annotation.routing import websocket_urlpatterns  # noqa: E402
 from core.wsgi_pool import OneHopWSGI  # noqa: E402
 
 LONG_WAITS = re.compile(r"^(/api)?/projects/\d+/(ask|export|ratings/export)/?$")

@@ -12,7 +12,7 @@ api_patterns = [
     path("auth/token/", TokenObtainApi.as_view(), name="api-token"),
     path("", include("annotation.api_urls")),
     path("", include("training.api_urls")),
-    path("", include("review.rating_urls")),
+    path("", include("review.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

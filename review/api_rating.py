@@ -14,10 +14,10 @@ from annotation.permissions import check_project_role
 from annotation.selectors import project_get_for_user
 from core.errors import ApplicationError
 from core.serializers import StrictSerializer
-from training.models import ModelVersion
 
 from . import rating, rating_selectors
 from .models import MeasurementLevel, ResponseOrigin
+from .models import Response as ScoredResponse
 from .rating_selectors import RatingFilters
 
 # --- serializers ---------------------------------------------------------------------------------------
@@ -106,6 +106,13 @@ def response_data(*, response, user) -> dict:
     """A response as `user` may see it (rating_selectors.response_view), with the conversation it answers."""
     view = rating_selectors.response_view(response=response, user=user)
     return {**view, "system": response.system, "messages": response.messages}
+
+
+def rating_task_next(*, project, user) -> dict | None:
+    """The work queue's "rate" stage (`tasks/next`, filled in as a hook point of core.hooks): the next
+    response to score, as rating_task_data renders it, or None when there is none."""
+    response = rating.rating_claim_next(project=project, user=user)
+    return None if response is None else rating_task_data(response=response, user=user)
 
 
 def rating_task_data(*, response, user) -> dict:
@@ -203,7 +210,9 @@ class ProjectResponsesApi(APIView):
         version_id, item_id = data.pop("model_version", None), data.pop("item", None)
         version = item = None
         if version_id is not None:
-            version = ModelVersion.objects.filter(pk=version_id, project=project).first()
+            # The model versions are training's, a layer above: reached through the relation, not imported.
+            versions = ScoredResponse._meta.get_field("model_version").related_model.objects
+            version = versions.filter(pk=version_id, project=project).first()
             if version is None:
                 raise ApplicationError("model_version: no such model version in this project")
         if item_id is not None:

@@ -1,4 +1,6 @@
-"""Browser pages of rubric scoring: the rating page (htmx) and the agreement dashboard."""
+"""Browser pages of the review layer: the rating page (htmx), agreement, and the project dashboard."""
+
+import json
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -8,12 +10,14 @@ from django.utils.translation import get_language
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError as DrfValidationError
 
+from annotation import selectors
 from annotation.chat import conversation_view
-from annotation.models import Role
+from annotation.models import ItemStatus, Role
 from annotation.permissions import check_project_role
 from annotation.selectors import project_get_for_user
 from core.errors import ApplicationError, NotAllowed, NotFound
 
+from . import dashboard as figures
 from . import rating, rating_selectors
 from .api_rating import report_query
 from .models import RatingAssignment, ResponseOrigin
@@ -157,3 +161,49 @@ def agreement(request, project_id: int):
             "chart_data": {"report": report, "groups": groups},
         },
     )
+
+
+@login_required
+def dashboard(request, project_id: int):
+    project = _project(request, project_id, {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER})
+    edits = figures.draft_edit_distances(project=project)
+    buckets = [0] * 5  # share of the draft changed: 0, ≤10 %, ≤25 %, ≤50 %, more
+    for r in edits.pop("relative"):
+        buckets[0 if r == 0 else 1 if r <= 0.1 else 2 if r <= 0.25 else 3 if r <= 0.5 else 4] += 1
+    charts = {
+        "states": selectors.project_state_counts(project_id=project.pk),
+        "throughput": figures.throughput_per_day(project=project),
+        "edit_buckets": buckets,
+    }
+    return render(
+        request,
+        "annotation/dashboard.html",
+        {
+            "project": project,
+            "charts": charts,
+            **_metadata_figures(project, request.GET.get("metadata_key", "")),
+            "annotators": figures.annotator_quality(project=project),
+            "median_seconds": figures.median_task_seconds(project=project),
+            "edits": edits,
+            "state_labels_json": json.dumps({k: str(v) for k, v in ItemStatus.choices}, ensure_ascii=False),
+        },
+    )
+
+
+def _metadata_figures(project, asked: str) -> dict:
+    """The dashboard's per-metadata-value table for the key asked for (else `category`, else the first
+    key the items carry), with only the states some value has items in as columns."""
+    keys = selectors.metadata_keys(project=project)
+    key = asked if asked in keys else ("category" if "category" in keys else (keys[0] if keys else ""))
+    if not key:
+        return {"metadata_keys": keys, "metadata_key": ""}
+    breakdown = figures.metadata_breakdown(project=project, key=key)
+    states = [s for s in ItemStatus.values if any(v["states"][s] for v in breakdown["values"])]
+    for value in breakdown["values"]:
+        value["cells"] = [value["states"][s] for s in states]
+    return {
+        "metadata_keys": keys,
+        "metadata_key": key,
+        "metadata_breakdown": breakdown,
+        "metadata_states": states,
+    }

@@ -4,10 +4,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from annotation.dashboard import metadata_breakdown
 from annotation.models import Item, Stage
 from annotation.selectors import metadata_keys
 from annotation.services import item_fields
+from review.dashboard import metadata_breakdown
 
 from .workflow_helpers import annotate, review
 

@@ -5,15 +5,14 @@ import uuid
 import pytest
 from django.core.management import call_command
 
-from tests.test_training_support import approve_all, small_model_path
-from training import trigger
+from tests.test_training_support import TRIGGER_CHECK, approve_all, route_named_task, small_model_path
 from training.models import RunStatus, TrainingRun
 
 
 @pytest.fixture
 def quiet_queues(settings, monkeypatch):
     settings.HANDOVER_TRAINING_QUEUE = f"nobody-{uuid.uuid4().hex}"
-    monkeypatch.setattr(trigger, "trigger_check_send", lambda project_id: None)
+    route_named_task(monkeypatch, TRIGGER_CHECK, lambda project_id: None)
 
 
 @pytest.mark.django_db

@@ -14,8 +14,15 @@ from annotation.services import items_create
 from tests import conftest
 from tests.factories import ProjectFactory
 from tests.test_drafting_support import tiny_model_path
-from tests.test_training_support import annotators, approve_one, task_rows, wait_until
-from training import runs, trigger
+from tests.test_training_support import (
+    TRIGGER_CHECK,
+    annotators,
+    approve_one,
+    route_named_task,
+    task_rows,
+    wait_until,
+)
+from training import runs
 from training.models import RunStatus, TrainingRun
 
 SLOW_TRAINING = {"learning_rate": 1e-3, "max_steps": 48, "batch_size": 8, "max_seq_len": 64,
@@ -36,7 +43,7 @@ def run_on_own_queue(settings, monkeypatch):
     queue = f"recovery-{uuid.uuid4().hex[:8]}"
     settings.HANDOVER_TRAINING_QUEUE = queue
     settings.HANDOVER_TRAINING_HEARTBEAT_TIMEOUT = 2
-    monkeypatch.setattr(trigger, "trigger_check_send", lambda project_id: None)
+    route_named_task(monkeypatch, TRIGGER_CHECK, lambda project_id: None)
     project = ProjectFactory(review_tiers=1, retrain_threshold=1000)
     items_create(project=project, actor=None, rows=task_rows(24))
     (annotator,) = annotators(project, 1)

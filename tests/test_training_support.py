@@ -78,6 +78,22 @@ def approve_all(project, n: int, start: int = 0) -> None:
         approve_one(project, annotator)
 
 
+def route_named_task(monkeypatch, name: str, handler) -> None:
+    """The task `name`, when a lower layer sends it by name (core.hooks.task_send), runs `handler` in the
+    sending thread instead of going to the broker; every other named task is sent as usual."""
+    from core import hooks
+
+    send = hooks.task_send
+
+    def routed(task_name, *args):
+        return handler(*args) if task_name == name else send(task_name, *args)
+
+    monkeypatch.setattr(hooks, "task_send", routed)
+
+
+TRIGGER_CHECK = "training.trigger.training_trigger_check"
+
+
 def wait_until(condition, timeout=120.0, interval=0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,7 +11,14 @@ from django.db import connection
 from annotation.models import Item
 from annotation.services import items_create
 from tests.factories import ProjectFactory
-from tests.test_training_support import annotators, approve_all, approve_one, task_rows
+from tests.test_training_support import (
+    TRIGGER_CHECK,
+    annotators,
+    approve_all,
+    approve_one,
+    route_named_task,
+    task_rows,
+)
 from training import runs, snapshots, trigger
 from training.engine.data import split_for
 from training.models import RunStatus, SnapshotSplit, TrainingRun
@@ -22,7 +29,7 @@ def unconsumed_queues(settings, monkeypatch):
     # Runs are sent to a queue no worker reads: these tests are about the rows, not about training. The
     # check an approval sends on commit runs at once, in the approving thread, instead of in a worker.
     settings.HANDOVER_TRAINING_QUEUE = f"nobody-{uuid.uuid4().hex}"
-    monkeypatch.setattr(trigger, "trigger_check_send", trigger.training_trigger_check)
+    route_named_task(monkeypatch, TRIGGER_CHECK, trigger.training_trigger_check)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -35,9 +42,9 @@ def test_twenty_concurrent_approvals_across_the_threshold_start_exactly_one_run(
     people = annotators(project, 20)
     # the check each approval sends on commit runs at once in the approving thread, so 20 checks race
     checks = []
-    monkeypatch.setattr(
-        trigger,
-        "trigger_check_send",
+    route_named_task(
+        monkeypatch,
+        TRIGGER_CHECK,
         lambda project_id: checks.append(trigger.training_trigger_check(project_id)),
     )
     barrier = threading.Barrier(20)

@@ -351,7 +351,7 @@ def test_drafts_are_stored_ranked_and_low_confidence_marked(project, item):
 
 
 def test_dashboard_figures(client, people, project):
-    from annotation.dashboard import (
+    from review.dashboard import (
         annotator_quality,
         draft_edit_distances,
         median_task_seconds,

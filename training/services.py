@@ -18,9 +18,10 @@ from django.utils import timezone
 from annotation.dataio.conversation import prompt_turns, single_turn
 from annotation.models import Item, ItemSource, ItemStatus, Project
 from annotation.permissions import check_project_admin
-from annotation.services import audit_record, item_content_hash, items_create, stored_user
+from annotation.services import DRAFTS_GENERATE, audit_record, item_content_hash, items_create, stored_user
 from annotation.workflow import DraftCandidate, item_drafts_store, item_lock, item_write
 from core.errors import ApplicationError, Conflict, NotFound
+from core.hooks import task_send_on_commit
 
 from .base_model import default_base_model, model_files_check
 from .engine.prompts import Prompt
@@ -256,12 +257,7 @@ def model_version_rollback(
 def project_drafting_request(*, project_id: int) -> None:
     """Draft the project's new items once the current transaction commits (after imports, deploys)."""
 
-    def send():
-        from .tasks import project_drafts_generate
-
-        project_drafts_generate.delay(project_id)
-
-    transaction.on_commit(send)
+    task_send_on_commit(DRAFTS_GENERATE, project_id)
 
 
 def item_prompt(project: Project, *, messages: list, system: str = "", tools: list | None = None) -> Prompt:

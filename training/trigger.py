@@ -16,18 +16,6 @@ from . import runs, snapshots
 logger = logging.getLogger(__name__)
 
 
-def approval_committed(project_id: int) -> None:
-    """Called by the workflow when an item becomes approved: check the threshold once this commits."""
-    transaction.on_commit(lambda: trigger_check_send(project_id))
-
-
-def trigger_check_send(project_id: int) -> None:
-    try:
-        training_trigger_check.delay(project_id)
-    except Exception:  # the approval has committed and stands; the next approval checks again
-        logger.warning("Could not send the training trigger check of project %s", project_id, exc_info=True)
-
-
 def training_trigger_evaluate(*, project_id: int):
     """Create one queued run (trigger "threshold") when the project's approved samples in no snapshot
     reach its retrain threshold and no run is active. The cheap check runs without a lock; the run is

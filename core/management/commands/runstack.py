@@ -4,6 +4,7 @@ Migrates and seeds the demo first. Ctrl-C (or SIGTERM) stops every child cleanly
 dies, the rest are stopped too, so a half-running stack never lingers.
 """
 
+import io
 import signal
 import subprocess
 import sys
@@ -13,7 +14,6 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.management.commands.seed_demo import demo_logins
 from core.embedded import redis_answers, redis_start
 
 STOP_GRACE_S = 15
@@ -116,7 +116,9 @@ class Command(BaseCommand):
         lines = ["", f"Handover is running at http://{host}:{port}/  (health: /healthz, API: /api/docs/)"]
         if not no_demo:
             lines.append("Demo logins (username / password / role):")
-            lines += [f"  {username:<16} {password:<28} {role}" for username, password, role in demo_logins()]
+            logins = io.StringIO()
+            call_command("seed_demo", logins=True, stdout=logins)  # by name: the demo is a higher layer
+            lines.append(logins.getvalue().rstrip("\n"))
         lines.append("Press Ctrl-C to stop everything.\n")
         self.stdout.write("\n".join(lines))
 

@@ -1,6 +1,7 @@
 """Figures of a project's work for its dashboard: volume, speed, quality and how much drafts change.
 
-Reads only; each function does a bounded number of queries whatever the project's size.
+Reads only; each function does a bounded number of queries whatever the project's size. It lives in
+review because its quality figures read review decisions, and review may read annotation's tables.
 """
 
 import statistics
@@ -12,8 +13,10 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .diffing import edit_distance
-from .models import AuditEvent, Item, ItemStatus, Project, Revision
+from annotation.diffing import edit_distance
+from annotation.models import AuditEvent, Item, ItemStatus, Project, Revision
+
+from .models import Decision, ReviewDecision
 
 SUBMIT_ACTIONS = {"item.submit"}
 APPROVE_STATES = {ItemStatus.APPROVED}
@@ -45,8 +48,6 @@ def throughput_per_day(*, project: Project, days: int = 30) -> list[dict]:
 def annotator_quality(*, project: Project) -> list[dict]:
     """Per annotator: answers reviewed, share accepted and share sent back (spot-check failures
     included), from each annotator revision's decisions."""
-    from review.models import Decision, ReviewDecision
-
     rows: dict[str, dict] = defaultdict(
         lambda: {"reviewed": 0, "accepted": 0, "rework": 0, "spot_check_failed": 0}
     )
@@ -128,8 +129,6 @@ def metadata_breakdown(*, project: Project, key: str, limit: int = 50) -> dict:
     One grouped query: the items with their decisions joined, grouped by the key's text value; item
     counts are distinct so that an item's several decisions count it once.
     """
-    from review.models import Decision
-
     approving = [Decision.APPROVE, Decision.EDIT]
     per_state = {
         f"state_{status}": Count("pk", distinct=True, filter=Q(status=status)) for status in ItemStatus.values

@@ -1,4 +1,7 @@
-"""Create (or refresh) the demo project and one user per role; safe to run again."""
+"""Create (or refresh) the demo project, one user per role and its model; safe to run again.
+
+It lives in training, the top layer, because the demo spans every app down to a deployed model.
+"""
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -7,6 +10,7 @@ from django.db import transaction
 from annotation.demo import DEMO_PASSWORD_SUFFIX, DEMO_PROJECT, DEMO_PROMPTS, DEMO_USERS
 from annotation.models import ItemSource, Membership, Project
 from annotation.services import items_create, project_create
+from training.demo import demo_model_ensure
 
 
 def demo_logins() -> list[tuple[str, str, str]]:
@@ -16,8 +20,15 @@ def demo_logins() -> list[tuple[str, str, str]]:
 class Command(BaseCommand):
     help = "Create the demo project, its users (one per role) and a few dozen prompts."
 
+    def add_arguments(self, parser):
+        parser.add_argument("--logins", action="store_true", help="only print the demo logins")
+
     @transaction.atomic
-    def handle(self, *args, **options):
+    def handle(self, *args, logins: bool = False, **options):
+        if logins:
+            for username, password, role in demo_logins():
+                self.stdout.write(f"  {username:<16} {password:<28} {role}")
+            return
         User = get_user_model()
         users = {}
         for username, role, is_staff in DEMO_USERS:
@@ -41,6 +52,4 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Demo project '{project.name}' ready ({created} new items).")
         # The demo's model (issue 6): the tiny model unless one is configured, deployed, drafting the items.
-        from training.demo import demo_model_ensure
-
         demo_model_ensure(project=project, stdout=self.stdout)

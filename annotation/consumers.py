@@ -4,7 +4,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 
-from .realtime import project_group
+from core.realtime import project_group
 
 # Events the browser swaps into the page with htmx's ws extension; each has a fragment template.
 HTML_EVENTS = {"state_counts": "annotation/_state_counts.html"}
@@ -35,6 +35,6 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _is_member(self, user) -> bool:
-        from annotation.selectors import project_visible_to
+        from .selectors import project_visible_to
 
         return project_visible_to(user=user, project_id=self.project_id)

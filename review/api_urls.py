@@ -1,0 +1,10 @@
+"""API routes of the review layer (included under /api/ by config/urls.py): decisions and rubric scoring."""
+
+from django.urls import include, path
+
+from .api import ItemReviewApi
+
+urlpatterns = [
+    path("items/<int:item_id>/review/", ItemReviewApi.as_view(), name="api-item-review"),
+    path("", include("review.rating_urls")),
+]
