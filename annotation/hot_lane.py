@@ -49,8 +49,8 @@ from core.realtime import window_known_open
 from core.wsgi_pool import replay
 
 from . import workflow_sql
+from .live_counts import counts_window, project_counts_broadcast_schedule
 from .serializers_workflow import ClaimSerializer, SubmitSerializer
-from .workflow import counts_window, project_counts_broadcast_schedule
 
 logger = logging.getLogger(__name__)
 

@@ -217,7 +217,7 @@ def item_task(*, item: Item, user: AbstractBaseUser) -> dict:
 
     autosave = Autosave.objects.filter(item=item, user=user).first()
     rejection = item_last_rejection(item=item)
-    from .importing import compliance_flags_for_items
+    from .compliance import compliance_flags_for_items
 
     return {
         "item": item,

@@ -12,6 +12,7 @@ from core.errors import ApplicationError, Conflict
 from core.hooks import PROJECT_SETTINGS_CHECK, hook, task_send_on_commit
 
 from .dataio import conversation
+from .live_counts import project_counts_changed
 from .models import AuditEvent, Item, ItemSource, Membership, Project, Role
 from .permissions import check_can_create_project, check_project_admin
 
@@ -222,7 +223,5 @@ DRAFTS_GENERATE = "training.tasks.project_drafts_generate"
 
 def items_arrived(*, project_id: int) -> None:
     """What new items start, once the transaction commits: fresh live counts, and model drafts."""
-    from .workflow import project_counts_changed
-
     project_counts_changed(project_id)
     task_send_on_commit(DRAFTS_GENERATE, project_id)

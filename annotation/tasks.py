@@ -6,15 +6,17 @@ from celery import shared_task
 
 from core.realtime import project_event_send, window_length_set
 
+from .importing import import_job_run
+from .importing import import_jobs_fail_stale as fail_stale
+from .live_counts import counts_window, counts_window_length
 from .selectors import project_state_counts
+from .workflow import leases_expire
 
 
 @shared_task(ignore_result=True)
 def project_state_counts_broadcast(project_id: int) -> None:
     """Push the project's items-per-state counts to every browser watching it, and set the project's
-    next counts windows by how long counting took (workflow.counts_window_length)."""
-    from .workflow import counts_window, counts_window_length
-
+    next counts windows by how long counting took (live_counts.counts_window_length)."""
     started = time.monotonic()
     counts = project_state_counts(project_id=project_id)
     window_length_set(counts_window(project_id), counts_window_length(time.monotonic() - started))
@@ -24,22 +26,16 @@ def project_state_counts_broadcast(project_id: int) -> None:
 @shared_task(ignore_result=True)
 def leases_expire_task() -> int:
     """Return items whose lease ran out to their queues (beat, every minute)."""
-    from .workflow import leases_expire
-
     return leases_expire()
 
 
 @shared_task(ignore_result=True)
 def import_job_run_task(job_id: int) -> None:
     """Run one import job; a job that is not queued any more (re-delivery, a second send) is left alone."""
-    from .importing import import_job_run
-
     import_job_run(job_id=job_id)
 
 
 @shared_task(ignore_result=True)
 def import_jobs_fail_stale() -> None:
     """Fail imports whose worker stopped sending heartbeats (beat sends this every minute)."""
-    from .importing import import_jobs_fail_stale as fail_stale
-
     fail_stale()

@@ -22,6 +22,7 @@ from django.utils import timezone
 from psycopg.rows import dict_row
 from rest_framework.fields import DateTimeField
 
+from .live_counts import project_counts_changed
 from .models import Item, ItemStatus, Stage
 from .serializers_workflow import ItemSerializer
 
@@ -66,8 +67,6 @@ def _task_parts_sql() -> str:
 def task_claim_from_queue(*, project_id: int, user_id: int, stage: str) -> dict | None:
     """Lease the next queued item of `stage` to the user and return the task, as TaskSerializer
     renders it; None when this path does not apply (see the module docstring)."""
-    from .workflow import project_counts_changed
-
     statement = claim_statement(project_id=project_id, user_id=user_id, stage=stage)
     row = statement and _fetch_one(*statement)
     if not row:
@@ -174,8 +173,6 @@ def item_submit(
 ) -> dict | None:
     """The annotator's answer to the item they hold, as ItemSerializer renders the item afterwards;
     None when this path does not apply (see the module docstring)."""
-    from .workflow import project_counts_changed
-
     statement = submit_statement(
         item_id=item_id, user_id=user_id, text=text, version=version, draft_id=draft_id, turns=turns
     )

@@ -39,14 +39,15 @@ def hook(point: str):
     return _filled.get(point)
 
 
-def task_send(name: str, *args) -> None:
-    """Send the Celery task `name` (routed by CELERY_TASK_ROUTES like any other). A broker that cannot
-    take it is logged: the change that asked for the work has committed and stands."""
+def task_send(name: str, *args, **options) -> None:
+    """Send the Celery task `name` (routed by CELERY_TASK_ROUTES like any other; `options` as
+    apply_async takes them). A broker that cannot take it is logged: the change that asked for the
+    work has committed and stands."""
     try:
-        current_app.send_task(name, args=args)
+        current_app.send_task(name, args=args, **options)
     except Exception:
         logger.warning("Could not send %s%r", name, args, exc_info=True)
 
 
-def task_send_on_commit(name: str, *args) -> None:
-    transaction.on_commit(lambda: task_send(name, *args))
+def task_send_on_commit(name: str, *args, **options) -> None:
+    transaction.on_commit(lambda: task_send(name, *args, **options))

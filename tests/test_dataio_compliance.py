@@ -2,7 +2,7 @@
 
 import pytest
 
-from annotation.importing import compliance_flag_revision, compliance_flags_for_items
+from annotation.compliance import compliance_flag_revision, compliance_flags_for_items
 from annotation.models import ComplianceFlag, Revision
 
 from .factories import ItemFactory

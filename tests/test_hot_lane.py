@@ -15,9 +15,9 @@ from rest_framework.throttling import UserRateThrottle
 
 from annotation.api_workflow import ItemSubmitApi
 from annotation.hot_lane import WorkQueueLane
+from annotation.live_counts import counts_window
 from annotation.models import AuditEvent, Item, Revision
 from annotation.serializers_workflow import ItemSerializer
-from annotation.workflow import counts_window
 from config.asgi import HttpPools
 from core import realtime
 

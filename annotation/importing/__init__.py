@@ -3,7 +3,6 @@
 The public names live here; `jobs` says how a job runs, `staging` holds its temporary table.
 """
 
-from .compliance import compliance_flag_revision, compliance_flags_for_items
 from .jobs import (
     TooLarge,
     check_file_size,
@@ -17,7 +16,8 @@ from .jobs import (
 )
 from .preview import PREVIEW_MAX_RECORDS, PREVIEW_ROWS, ImportPreview, import_preview
 
-__all__ = ["PREVIEW_MAX_RECORDS", "PREVIEW_ROWS", "ImportPreview", "TooLarge", "check_file_size",
-           "check_import_options", "compliance_flag_revision", "compliance_flags_for_items",
-           "import_job_create", "import_job_get_for_user", "import_job_run", "import_job_start",
-           "import_jobs_fail_stale", "import_jobs_recent", "import_preview"]  # fmt: skip
+__all__ = [
+    "PREVIEW_MAX_RECORDS", "PREVIEW_ROWS", "ImportPreview", "TooLarge", "check_file_size",
+    "check_import_options", "import_job_create", "import_job_get_for_user", "import_job_run",
+    "import_job_start", "import_jobs_fail_stale", "import_jobs_recent", "import_preview",
+]  # fmt: skip

@@ -34,6 +34,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.errors import ApplicationError, NotFound
+from core.hooks import task_send_on_commit
 
 from ..dataio.parsers import (
     FIELDS,
@@ -53,6 +54,8 @@ from ..services import audit_record
 from .staging import Staging, stage_row
 
 logger = logging.getLogger(__name__)
+
+IMPORT_RUN = "annotation.tasks.import_job_run_task"  # sent by name: the tasks module sits above
 
 BATCH_ROWS = 10_000
 PROGRESS_EVERY_S = 0.5
@@ -178,9 +181,7 @@ def import_job_create(
         data={"filename": job.filename, "format": fmt, "skip_invalid": skip_invalid},
     )
     if enqueue and file is not None:
-        from ..tasks import import_job_run_task
-
-        transaction.on_commit(lambda: import_job_run_task.delay(job.pk))
+        task_send_on_commit(IMPORT_RUN, job.pk)
     return job
 
 

@@ -1,9 +1,10 @@
-"""Compliance flags for the review UI: phrases found in an item's imported text or in its revisions."""
+"""Compliance flags: phrases found in an item's imported text (by imports) or in a revision (by the
+workflow), and read for the review UI."""
 
 from __future__ import annotations
 
-from ..dataio.redaction import compliance_flags
-from ..models import ComplianceFlag
+from .dataio.redaction import compliance_flags
+from .models import ComplianceFlag
 
 
 def compliance_flags_for_items(*, item_ids) -> dict[int, list[str]]:
