@@ -7,7 +7,7 @@ from django.test import override_settings
 from annotation.models import Item, ItemSource, ItemStatus
 from tests.test_drafting_support import lora_adapter_path, tiny_model_path, version_deploy
 from training.models import HandoverTicket, ModelVersion
-from training.services import model_version_register, model_version_rollback
+from training.registry import model_version_register, model_version_rollback
 from training.tasks import model_cache_info
 
 QUESTION = "Where is my order?"

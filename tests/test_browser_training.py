@@ -5,7 +5,8 @@ import threading
 import pytest
 from playwright.sync_api import expect
 
-from training.runs import _event_send, training_run_create
+from training.runs.launch import training_run_create
+from training.runs.status import _event_send
 
 from .conftest import log_in, shot
 from .test_training_support import approve_all

@@ -10,7 +10,8 @@ from annotation.services import items_create
 from tests.factories import ProjectFactory
 from tests.test_drafting_support import version_deploy
 from training import model_cache
-from training.services import generate, item_prompt, model_spec, project_drafting_request
+from training.drafting import generate, item_prompt, project_drafting_request
+from training.registry import model_spec
 
 QUESTIONS = ["Where is my order?", "我的订单怎么还没到？", "Can I change my delivery address please?", "退货"]
 

@@ -34,7 +34,7 @@ def lora_adapter_path(seed: int = 1) -> Path:
 
 def version_deploy(project, *, name="v1", adapter_path="", actor=None, **generation):
     """Register and deploy a version of the tiny model (as the system, so no admin is needed)."""
-    from training.services import model_version_deploy, model_version_register
+    from training.registry import model_version_deploy, model_version_register
 
     version = model_version_register(
         project=project,

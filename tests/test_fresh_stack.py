@@ -20,8 +20,9 @@ from tests.test_drafting_support import tiny_model_path
 from tests.test_training_support import TOPICS, answer_for, wait_until
 from training.engine.model_files import model_dir_problems
 from training.models import ModelVersion, RunStatus, TrainingRun
-from training.runs import training_run_create, training_run_execute
-from training.services import model_version_deploy, model_version_register
+from training.registry import model_version_deploy, model_version_register
+from training.runs.execute import training_run_execute
+from training.runs.launch import training_run_create
 
 
 @pytest.fixture

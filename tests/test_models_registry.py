@@ -6,7 +6,7 @@ from annotation.models import AuditEvent
 from core.errors import ApplicationError, Conflict, NotAllowed
 from tests.test_drafting_support import tiny_model_path
 from training.models import ModelVersion, ModelVersionStatus
-from training.services import model_version_deploy, model_version_register, model_version_rollback
+from training.registry import model_version_deploy, model_version_register, model_version_rollback
 
 pytestmark = pytest.mark.django_db
 

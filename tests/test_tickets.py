@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import Item, ItemStatus, Revision, Stage
-from training.services import ticket_open
+from training.handover import ticket_open
 
 pytestmark = pytest.mark.django_db
 

@@ -55,7 +55,7 @@ def test_pages_show_runs_to_admins(client, project, people, quiet_queues):
     project.review_tiers = 1
     project.save()
     approve_all(project, 4)
-    from training.runs import training_run_create
+    from training.runs.launch import training_run_create
 
     run = training_run_create(project=project, actor=None)
     client.force_login(people["admin"])
@@ -72,7 +72,7 @@ def test_a_run_is_acted_on_only_under_its_own_project(client, project, people, q
     project.review_tiers = 1
     project.save()
     approve_all(project, 4)
-    from training.runs import training_run_create
+    from training.runs.launch import training_run_create
 
     from .factories import MembershipFactory, ProjectFactory
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from annotation.models import Stage
+from annotation.models import Item, Stage
 from annotation.services import items_create
 from annotation.workflow import item_submit
 from core.errors import ApplicationError
@@ -13,10 +13,12 @@ from review.models import Response
 from tests.factories import ProjectFactory
 from tests.test_training_support import FAST_TRAINING, TOPICS, annotators, small_model_path
 from tests.workflow_helpers import claim
-from training import model_cache, runs, snapshots
+from training import model_cache, snapshots
+from training.drafting import item_prompt
 from training.engine.data import encode_sample, render_prompt
 from training.models import RunStatus, SnapshotSplit
-from training.services import item_prompt, model_spec, model_version_deploy, model_version_register
+from training.registry import model_spec, model_version_deploy, model_version_register
+from training.runs import execute, launch
 
 SYSTEM = "You are the shop's assistant."
 # The answer depends on the first question only; the question before the reply is the same every time,
@@ -162,7 +164,7 @@ def test_training_asks_the_model_exactly_what_drafting_asks(settings):
     project = ProjectFactory(review_tiers=1, retrain_threshold=1000, prompt_template="Customer: {input}")
     approve_conversations(project, 2)
     version = deploy_small_model(project, system_prompt="Answer briefly.")
-    run = runs.training_run_create(project=project, actor=None, send=False)
+    run = launch.training_run_create(project=project, actor=None, send=False)
     row = run.snapshot.samples.filter(split=SnapshotSplit.TRAIN).first()
     item = row.item
 
@@ -170,8 +172,8 @@ def test_training_asks_the_model_exactly_what_drafting_asks(settings):
     drafter = model_cache.drafter_for(model_spec(version))
     prompt = item_prompt(project, messages=item.messages, system=item.system, tools=item.tools)
     drafted = drafter.render(prompt)
-    (sample,) = [s for s in runs._train_samples(run) if s["messages"][0] == row.messages[0]]
-    template, generation = runs._model_settings(run)  # what the run's TrainConfig is given
+    (sample,) = [s for s in execute._train_samples(run) if s["messages"][0] == row.messages[0]]
+    template, generation = execute._model_settings(run)  # what the run's TrainConfig is given
     system_prompt = generation["system_prompt"]
     trained = render_prompt(drafter.tokenizer, sample, system=system_prompt, prompt_template=template)
     example = encode_sample(
@@ -190,19 +192,19 @@ def test_training_asks_the_model_exactly_what_drafting_asks(settings):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("edit_all", "launch", "expected"), [
+@pytest.mark.parametrize(("edit_all", "launched", "expected"), [
     (False, {}, True),
     (True, {}, False),
     (True, {"mask_history": True}, True),
 ])  # fmt: skip
-def test_mask_history_follows_the_project_unless_the_launch_sets_it(settings, edit_all, launch, expected):
+def test_mask_history_follows_the_project_unless_the_launch_sets_it(settings, edit_all, launched, expected):
     # given a project that lets people edit every assistant turn, or only the reply
     settings.HANDOVER_TRAINING_QUEUE = "nobody"
     project = ProjectFactory(review_tiers=1, retrain_threshold=1000, edit_all_assistant_turns=edit_all)
     approve_conversations(project, 2)
 
     # when a run is launched
-    run = runs.training_run_create(project=project, actor=None, hyperparameters=launch, send=False)
+    run = launch.training_run_create(project=project, actor=None, hyperparameters=launched, send=False)
 
     # then every reviewed assistant turn is trained (mask_history off) only where all could be edited
     assert run.hyperparameters["mask_history"] is expected
@@ -210,10 +212,11 @@ def test_mask_history_follows_the_project_unless_the_launch_sets_it(settings, ed
 
 def test_mask_history_is_a_validated_hyperparameter():
     with pytest.raises(ApplicationError) as error:
-        runs.hyperparameters_validate(method="lora", values={"mask_history": "no"})
+        launch.hyperparameters_validate(method="lora", values={"mask_history": "no"})
     assert "hyperparameters.mask_history" in error.value.message
     assert (
-        runs.hyperparameters_validate(method="lora", values={"mask_history": False})["mask_history"] is False
+        launch.hyperparameters_validate(method="lora", values={"mask_history": False})["mask_history"]
+        is False
     )
 
 
@@ -230,11 +233,15 @@ def test_a_run_on_conversations_learns_from_the_history_and_raters_see_the_conve
         training_hyperparameters={**FAST_TRAINING, "mask_history": False, "max_seq_len": 96},
     )
     approve_conversations(project, 24)
+    # one conversation of each topic always held out (the golden set), whatever ids the database gave
+    first_two = Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True)[:2]
+    project.golden_item_ids = list(first_two)
+    project.save(update_fields=["golden_item_ids"])
     deploy_small_model(project)
-    run = runs.training_run_create(project=project, actor=None, send=False)
+    run = launch.training_run_create(project=project, actor=None, send=False)
 
     # when the run is executed (train, evaluate through the real generate path, open the human round)
-    status = runs.training_run_execute(run_id=run.pk)
+    status = execute.training_run_execute(run_id=run.pk)
 
     # then it trained and evaluated; on held-out conversations of both topics, whose last question is
     # the same, it answers each exactly: it read the history (ignoring it, one topic would be wrong)

@@ -11,7 +11,7 @@ from review.rating import rating_claim_next, rating_submit
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.test_training_support import FAST_TRAINING, approve_all, small_model_path, wait_until
 from training.models import ModelVersionStatus, RunStatus, TrainingRun
-from training.services import model_version_deploy, model_version_register
+from training.registry import model_version_deploy, model_version_register
 from training.trigger import human_eval_check
 
 

@@ -22,8 +22,8 @@ from tests.test_training_support import (
     task_rows,
     wait_until,
 )
-from training import runs
 from training.models import RunStatus, TrainingRun
+from training.runs import launch, watchdog
 
 SLOW_TRAINING = {"learning_rate": 1e-3, "max_steps": 48, "batch_size": 8, "max_seq_len": 64,
                  "checkpoint_every": 4}  # fmt: skip
@@ -55,7 +55,7 @@ def run_on_own_queue(settings, monkeypatch):
 def kill_mid_training(queue, project, log):
     worker = start_worker(queue, log)
     try:
-        run = runs.training_run_create(
+        run = launch.training_run_create(
             project=project, actor=None, hyperparameters=SLOW_TRAINING, base_model=str(tiny_model_path())
         )
         # when the worker is killed (SIGKILL: no clean-up at all) after a few checkpoints
@@ -78,7 +78,7 @@ def test_a_killed_worker_s_run_resumes_from_its_checkpoint_and_finishes(run_on_o
 
         # then once the heartbeat is stale, the watchdog re-queues it
         time.sleep(2.5)
-        assert runs.training_runs_watchdog() == {"requeued": [run.pk], "failed": []}
+        assert watchdog.training_runs_watchdog() == {"requeued": [run.pk], "failed": []}
         run.refresh_from_db()
         assert run.status == RunStatus.QUEUED and "worker lost" in run.status_reason
 
@@ -111,7 +111,7 @@ def test_a_killed_run_without_attempts_left_fails_with_its_reason(run_on_own_que
         run = kill_mid_training(queue, project, log)
     time.sleep(2.5)
 
-    assert runs.training_runs_watchdog() == {"requeued": [], "failed": [run.pk]}
+    assert watchdog.training_runs_watchdog() == {"requeued": [], "failed": [run.pk]}
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "no heartbeat" in run.status_reason and "gave up after 1 attempts" in run.status_reason

@@ -85,8 +85,8 @@ def route_named_task(monkeypatch, name: str, handler) -> None:
 
     send = hooks.task_send
 
-    def routed(task_name, *args):
-        return handler(*args) if task_name == name else send(task_name, *args)
+    def routed(task_name, *args, **options):
+        return handler(*args) if task_name == name else send(task_name, *args, **options)
 
     monkeypatch.setattr(hooks, "task_send", routed)
 

@@ -19,9 +19,10 @@ from tests.test_training_support import (
     route_named_task,
     task_rows,
 )
-from training import runs, snapshots, trigger
+from training import snapshots, trigger
 from training.engine.data import split_for
 from training.models import RunStatus, SnapshotSplit, TrainingRun
+from training.runs import evaluate, human_eval, launch
 
 
 @pytest.fixture
@@ -145,7 +146,7 @@ def test_snapshot_is_frozen_hashed_split_by_item_id_and_written_for_llama_factor
 def test_hyperparameters_are_validated_with_the_key_named():
     from core.errors import ApplicationError
 
-    values = runs.hyperparameters_validate(method="lora", values={"learning_rate": "0.001", "max_steps": 5})
+    values = launch.hyperparameters_validate(method="lora", values={"learning_rate": "0.001", "max_steps": 5})
     assert values["learning_rate"] == 0.001 and values["max_steps"] == 5 and values["lora_r"] == 16
     for method, bad, key in [
         ("lora", {"learning_rate": -1}, "learning_rate"),
@@ -154,16 +155,18 @@ def test_hyperparameters_are_validated_with_the_key_named():
         ("dpo", {}, "method"),
     ]:
         with pytest.raises(ApplicationError) as error:
-            runs.hyperparameters_validate(method=method, values=bad)
+            launch.hyperparameters_validate(method=method, values=bad)
         assert key in error.value.message
 
 
 def test_gate_names_its_reasons():
     assert (
-        runs.gate_check(candidate={"rouge_l": 0.5}, baseline={"rouge_l": 0.505}, floor=0.1, tolerance=0.01)
+        evaluate.gate_check(
+            candidate={"rouge_l": 0.5}, baseline={"rouge_l": 0.505}, floor=0.1, tolerance=0.01
+        )
         == []
     )
-    reasons = runs.gate_check(
+    reasons = evaluate.gate_check(
         candidate={"rouge_l": 0.05}, baseline={"rouge_l": 0.3}, floor=0.1, tolerance=0.01
     )
     assert len(reasons) == 2 and "floor" in reasons[0] and "deployed" in reasons[1]
@@ -179,7 +182,7 @@ def test_human_eval_result_means_win_rate_and_alpha():
                 (2 * unit, rater, float(cand[rater - 1])),
                 (2 * unit + 1, rater, float(base[rater - 1])),
             ]
-    result = runs.human_eval_result(pairs=pairs, ratings=ratings, bootstrap=50)
+    result = human_eval.human_eval_result(pairs=pairs, ratings=ratings, bootstrap=50)
     assert result["candidate"]["mean"] == pytest.approx(4.0) and result["baseline"]["mean"] == pytest.approx(
         8 / 3
     )

@@ -9,7 +9,9 @@ from rest_framework.throttling import UserRateThrottle
 
 from annotation.selectors import project_get_for_user
 
-from . import runs, selectors, services
+from . import handover, registry, selectors
+from .runs import launch
+from .runs import status as run_status
 from .serializers import (
     AskResponseSerializer,
     AskSerializer,
@@ -42,8 +44,8 @@ class AskApi(GenericAPIView):
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
-        if isinstance(exc, services.ModelUnavailable):
-            response["Retry-After"] = str(services.ask_retry_after())
+        if isinstance(exc, handover.ModelUnavailable):
+            response["Retry-After"] = str(handover.ask_retry_after())
         return response
 
     @extend_schema(request=AskSerializer, responses={200: AskResponseSerializer})
@@ -52,7 +54,7 @@ class AskApi(GenericAPIView):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         question = serializer.validated_data["question"]
-        result = services.ask_answer(project=project, actor=request.user, question=question)
+        result = handover.ask_answer(project=project, actor=request.user, question=question)
         body = {
             "answer": result.answer,
             "confidence": result.confidence,
@@ -86,7 +88,7 @@ class ModelVersionListCreateApi(GenericAPIView):
         serializer = ModelVersionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        version = services.model_version_register(project=project, actor=request.user, **data)
+        version = registry.model_version_register(project=project, actor=request.user, **data)
         return Response(self.get_serializer(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -98,7 +100,7 @@ class ModelVersionPromoteApi(GenericAPIView):
     @extend_schema(request=None)
     def post(self, request, version_id: int):
         version = selectors.model_version_get_for_user(user=request.user, version_id=version_id)
-        version = services.model_version_deploy(version_id=version.pk, actor=request.user)
+        version = registry.model_version_deploy(version_id=version.pk, actor=request.user)
         return Response(self.get_serializer(version).data)
 
 
@@ -110,7 +112,7 @@ class ModelVersionRollbackApi(GenericAPIView):
     @extend_schema(request=None)
     def post(self, request, version_id: int):
         version = selectors.model_version_get_for_user(user=request.user, version_id=version_id)
-        version = services.model_version_rollback(
+        version = registry.model_version_rollback(
             project=version.project, actor=request.user, to_version_id=version.pk
         )
         return Response(self.get_serializer(version).data)
@@ -131,7 +133,7 @@ class TrainingRunListCreateApi(GenericAPIView):
         project = project_get_for_user(user=request.user, project_id=project_id)
         serializer = TrainingRunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        run = runs.training_run_create(project=project, actor=request.user, **serializer.validated_data)
+        run = launch.training_run_create(project=project, actor=request.user, **serializer.validated_data)
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
 
 
@@ -151,6 +153,6 @@ class TrainingRunCancelApi(GenericAPIView):
     @extend_schema(request=None)
     def post(self, request, run_id: int):
         run = selectors.training_run_get_for_user(user=request.user, run_id=run_id)
-        runs.training_run_cancel(run_id=run.pk, actor=request.user)
+        run_status.training_run_cancel(run_id=run.pk, actor=request.user)
         run = selectors.training_run_get_for_user(user=request.user, run_id=run.pk)
         return Response(self.get_serializer(run).data)

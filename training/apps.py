@@ -9,6 +9,6 @@ class TrainingConfig(AppConfig):
         # What the lower layers ask of training (core.hooks).
         from core.hooks import PROJECT_SETTINGS_CHECK, hook_fill
 
-        from .runs import project_settings_check
+        from .runs.launch import project_settings_check
 
         hook_fill(PROJECT_SETTINGS_CHECK, project_settings_check)

@@ -10,14 +10,10 @@ from annotation.demo import DEMO_ANSWERS, DEMO_PROJECT, DEMO_PROMPTS
 from annotation.models import Project
 
 from .base_model import default_base_model
+from .drafting import project_drafting_request, undrafted_items
 from .engine.model_files import build_once
+from .registry import model_version_deploy, model_version_register
 from .selectors import model_version_deployed
-from .services import (
-    model_version_deploy,
-    model_version_register,
-    project_drafting_request,
-    undrafted_items,
-)
 
 DEMO_GENERATION = {"max_new_tokens": 48, "temperature": 0.8, "seed": 0}
 # A short full fine-tune (about 10 s on two CPU cores) that takes the tiny model from noise to drafts that

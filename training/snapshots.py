@@ -16,10 +16,10 @@ from annotation.dataio.conversation import canonical_json, single_turn
 from annotation.exporting import export_samples
 from annotation.models import Item, ItemStatus, Project
 
+from .drafting import item_prompt
 from .engine.data import split_for, split_score
 from .engine.prompts import Prompt
 from .models import DatasetSnapshot, SnapshotSample, SnapshotSplit
-from .services import item_prompt
 
 logger = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ from annotation.dataio.conversation import single_turn
 from core.realtime import project_event_send
 
 from . import (
+    drafting,
     model_cache,
-    runs,
-    services,
     trigger,  # noqa: F401  (registers the loop's default-queue tasks in every worker)
 )
 from .models import ModelVersion
+from .runs import execute
 
 
 @shared_task
@@ -20,7 +20,7 @@ def project_drafts_generate(project_id: int) -> dict:
 
     One chunk per task keeps the gpu queue fair: an `ask` waits for at most one chunk, not a whole import.
     """
-    progress = services.drafts_generate_next(project_id=project_id)
+    progress = drafting.drafts_generate_next(project_id=project_id)
     if progress.model_version is None:
         return {"drafted": 0, "remaining": progress.remaining}
     payload = {"drafted": progress.drafted, "remaining": progress.remaining}
@@ -34,8 +34,8 @@ def project_drafts_generate(project_id: int) -> dict:
 def ask_generate(model_version_id: int, question: str) -> dict:
     """The candidates (best first) of one version for one question; the web process applies the threshold."""
     version = ModelVersion.objects.select_related("project").get(pk=model_version_id)
-    prompt = services.item_prompt(version.project, messages=single_turn(question))
-    candidates = services.generate(version, [prompt])[0]
+    prompt = drafting.item_prompt(version.project, messages=single_turn(question))
+    candidates = drafting.generate(version, [prompt])[0]
     return {
         "model_version": version.pk,
         "candidates": [{"text": c.text, "confidence": c.confidence} for c in candidates],
@@ -51,4 +51,4 @@ def model_cache_info() -> dict:
 @shared_task(acks_late=True)
 def training_run_execute(run_id: int) -> str | None:
     """Train, evaluate and open the human round of one run; a run this worker cannot claim is left alone."""
-    return runs.training_run_execute(run_id=run_id)
+    return execute.training_run_execute(run_id=run_id)

@@ -11,7 +11,8 @@ from django.db import transaction
 
 from annotation.models import Project
 
-from . import runs, snapshots
+from . import snapshots
+from .runs import human_eval, launch, watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -22,17 +23,17 @@ def training_trigger_evaluate(*, project_id: int):
     created under the project's row lock, where training_run_create checks again, so concurrent
     approvals never start two runs. Returns the run, or None."""
     project = Project.objects.filter(pk=project_id).first()
-    if project is None or runs.training_run_active(project_id=project_id) is not None:
+    if project is None or launch.training_run_active(project_id=project_id) is not None:
         return None
     if snapshots.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
         return None
     with transaction.atomic():
         project = Project.objects.select_for_update(no_key=True).get(pk=project_id)
-        if runs.training_run_active(project_id=project_id) is not None:
+        if launch.training_run_active(project_id=project_id) is not None:
             return None
         if snapshots.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
             return None  # a run started meanwhile took these samples into its snapshot
-        return runs.training_run_create(project=project, actor=None, trigger="threshold")
+        return launch.training_run_create(project=project, actor=None, trigger="threshold")
 
 
 @shared_task
@@ -43,9 +44,9 @@ def training_trigger_check(project_id: int) -> int | None:
 
 @shared_task
 def training_watchdog() -> dict:
-    return runs.training_runs_watchdog()
+    return watchdog.training_runs_watchdog()
 
 
 @shared_task
 def human_eval_check() -> list[int]:
-    return runs.human_eval_check_all()
+    return human_eval.human_eval_check_all()

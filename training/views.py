@@ -14,8 +14,10 @@ from annotation.models import Role
 from annotation.selectors import project_get_for_user, user_roles
 from core.errors import ApplicationError, NotAllowed, NotFound
 
-from . import runs, selectors, services, snapshots
+from . import drafting, registry, selectors, snapshots
 from .models import HandoverTicket
+from .runs import launch
+from .runs import status as run_status
 
 
 def _project_or_404(request, project_id: int):
@@ -37,7 +39,7 @@ def project_models(request, project_id: int):
         {
             "project": project,
             "versions": selectors.model_versions_of(project_id=project.pk),
-            "undrafted": services.undrafted_items(project_id=project.pk).count(),
+            "undrafted": drafting.undrafted_items(project_id=project.pk).count(),
             "tickets": [(t, selectors.ticket_status(t)) for t in tickets],
             "is_admin": Role.ADMIN in user_roles(user=request.user, project=project),
         },
@@ -50,9 +52,9 @@ def model_version_act(request, project_id: int, version_id: int, action: str):
     project = _project_or_404(request, project_id)
     try:
         if action == "deploy":
-            services.model_version_deploy(version_id=version_id, actor=request.user)
+            registry.model_version_deploy(version_id=version_id, actor=request.user)
         elif action == "rollback":
-            services.model_version_rollback(project=project, actor=request.user, to_version_id=version_id)
+            registry.model_version_rollback(project=project, actor=request.user, to_version_id=version_id)
         else:
             raise Http404
     except NotAllowed as exc:
@@ -74,7 +76,7 @@ def training_runs(request, project_id: int):
     if request.method == "POST":
         try:
             hyper = json.loads(request.POST.get("hyperparameters") or "{}")
-            run = runs.training_run_create(
+            run = launch.training_run_create(
                 project=project, actor=request.user, method=request.POST.get("method", "lora"),
                 hyperparameters=hyper,
             )  # fmt: skip
@@ -139,13 +141,13 @@ def training_run_act(request, project_id: int, run_id: int, action: str):
     run = _run(request, project, run_id)
     try:
         if action == "cancel":
-            runs.training_run_cancel(run_id=run.pk, actor=request.user)
+            run_status.training_run_cancel(run_id=run.pk, actor=request.user)
         elif action == "reject":
-            runs.training_run_reject(run_id=run.pk, actor=request.user)
+            run_status.training_run_reject(run_id=run.pk, actor=request.user)
         elif action == "promote" and run.candidate_id:
-            services.model_version_deploy(version_id=run.candidate_id, actor=request.user)
+            registry.model_version_deploy(version_id=run.candidate_id, actor=request.user)
         elif action == "rollback":
-            services.model_version_rollback(project=project, actor=request.user)
+            registry.model_version_rollback(project=project, actor=request.user)
         else:
             raise Http404
     except NotAllowed as exc:

@@ -7,8 +7,8 @@ from tqdm import tqdm
 
 from annotation.models import Project
 from core.errors import ApplicationError
-from training import runs
 from training.engine.config import METHODS
+from training.runs import execute, launch
 
 
 class Command(BaseCommand):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         except json.JSONDecodeError as exc:
             raise CommandError(f"--hyperparameters: not JSON ({exc}).") from None
         try:
-            run = runs.training_run_create(
+            run = launch.training_run_create(
                 project=found, actor=None, method=method, hyperparameters=values, base_model=base_model,
                 send=queue,
             )  # fmt: skip
@@ -51,7 +51,7 @@ class Command(BaseCommand):
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 bar.refresh()
 
-            status = runs.training_run_execute(run_id=run.pk, on_step=on_step)
+            status = execute.training_run_execute(run_id=run.pk, on_step=on_step)
         run.refresh_from_db()
         self.stdout.write(f"Run {run.pk}: {status}. {run.status_reason}".rstrip())
         for side in ("candidate", "baseline"):

@@ -1,0 +1,164 @@
+"""Hand-over (`ask`): the deployed model answers when it is confident, else people get a ticket."""
+
+import logging
+import math
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotation.models import Item, ItemSource, Project
+from annotation.services import audit_record, item_content_hash, items_create, stored_user
+from annotation.workflow import DraftCandidate, item_drafts_store
+from core.errors import ApplicationError
+
+from .drafting import item_route_to_expert
+from .models import HandoverTicket, ModelVersion
+from .selectors import model_version_deployed
+
+logger = logging.getLogger(__name__)
+
+# Sent by name (core.hooks): the tasks module sits above the services it calls.
+ASK_GENERATE = "training.tasks.ask_generate"
+
+
+class ModelUnavailable(ApplicationError):
+    """No worker produced an answer in the bounded time (none running, all busy, or it failed)."""
+
+    status = 503
+    code = "model_unavailable"
+
+
+@dataclass(frozen=True)
+class AskResult:
+    answer: str
+    confidence: float | None
+    model_version: int | None
+    handed_over: bool
+    ticket: HandoverTicket | None = None
+
+
+def check_question(question: str) -> str:
+    question = (question or "").strip()
+    if not question:
+        raise ApplicationError(
+            "question: must not be empty.", details={"question": ["This field may not be blank."]}
+        )
+    limit = settings.HANDOVER_ASK_MAX_CHARS
+    if len(question) > limit:
+        raise ApplicationError(
+            f"question: {len(question)} characters; at most {limit} are accepted.",
+            code="too_large",
+            status=413,
+            details={"max_chars": limit, "chars": len(question)},
+        )
+    return question
+
+
+def ask_model(*, version: ModelVersion, question: str) -> dict:
+    """Send the question to a gpu worker and wait a bounded time for its candidates, or ModelUnavailable."""
+    from celery import current_app
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    timeout = settings.HANDOVER_ASK_TIMEOUT
+    try:
+        # expires: a worker that comes back later drops the question instead of answering nobody.
+        result = current_app.send_task(
+            ASK_GENERATE, args=(version.pk, question), queue=settings.HANDOVER_ASK_QUEUE, expires=timeout,
+            retry=False,
+        )  # fmt: skip
+    except Exception as exc:  # the broker is down
+        logger.warning("ask: could not reach the broker: %s", exc)
+        raise ModelUnavailable("The model service cannot be reached; try again shortly.") from None
+    try:
+        return result.get(timeout=timeout)
+    except CeleryTimeout:
+        result.revoke()
+        raise ModelUnavailable(
+            f"No model worker answered within {timeout:g} s; try again shortly.",
+            details={"retry_after": ask_retry_after()},
+        ) from None
+    except Exception as exc:  # the task failed in the worker
+        logger.exception("ask: the worker failed: %s", exc)
+        raise ModelUnavailable("The model failed to answer; try again shortly.") from None
+    finally:
+        result.forget()
+
+
+def ask_retry_after() -> int:
+    return max(1, math.ceil(settings.HANDOVER_ASK_TIMEOUT))
+
+
+def ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: str) -> AskResult:
+    """Answer with the deployed model at or above the project's threshold; otherwise hand over to people.
+
+    Without a deployed version every question is handed over. The caller has checked visibility.
+    """
+    question = check_question(question)
+    version = model_version_deployed(project_id=project.pk)
+    if version is None:
+        ticket = ticket_open(project=project, actor=actor, question=question, version=None, candidates=[])
+        return AskResult(project.fallback_message, None, None, True, ticket)
+    out = ask_model(version=version, question=question)
+    best = out["candidates"][0]
+    if best["confidence"] >= project.confidence_threshold:
+        return AskResult(best["text"], best["confidence"], version.pk, False)
+    candidates = [DraftCandidate(c["text"], c["confidence"]) for c in out["candidates"]]
+    ticket = ticket_open(
+        project=project, actor=actor, question=question, version=version, candidates=candidates
+    )
+    return AskResult(project.fallback_message, best["confidence"], version.pk, True, ticket)
+
+
+def ticket_open(
+    *,
+    project: Project,
+    actor: AbstractBaseUser | None,
+    question: str,
+    version: ModelVersion | None,
+    candidates: list[DraftCandidate],
+) -> HandoverTicket:
+    """The question becomes a high-priority production item (or joins the identical one) and a ticket.
+
+    The model's candidates become the item's drafts, so people start from them.
+    """
+    with transaction.atomic():
+        items_create(
+            project=project,
+            actor=actor,
+            source=ItemSource.PRODUCTION,
+            rows=[{"input": question, "priority": settings.HANDOVER_ASK_PRIORITY}],
+        )
+        item = (
+            Item.objects.filter(project=project, content_hash=item_content_hash(input=question))
+            .order_by("-pk")
+            .first()
+        )
+        best = candidates[0] if candidates else None
+        ticket = HandoverTicket.objects.create(
+            project=project,
+            item=item,
+            question=question,
+            model_version=version,
+            model_answer=best.text if best else "",
+            confidence=best.confidence if best else None,
+            requested_by=stored_user(actor),
+        )
+        audit_record(
+            actor=actor,
+            action="ticket.open",
+            target=ticket,
+            project=project,
+            to_state="open",
+            data={
+                "item": item.pk,
+                "confidence": ticket.confidence,
+                "model_version": version.pk if version else None,
+            },
+        )
+    if candidates:
+        stored = item_drafts_store(item_id=item.pk, model_version_id=version.pk, candidates=candidates)
+        if stored is not None and stored.low_confidence and project.route_low_confidence_to_expert:
+            item_route_to_expert(item_id=item.pk)
+    return ticket

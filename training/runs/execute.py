@@ -1,0 +1,215 @@
+"""Stage 2 of a run: a worker claims it and trains, writing progress and heartbeat, resuming from its last
+checkpoint; the trained model becomes a candidate version.
+
+A worker owns a run from the claim (queued → running) until it writes the next state, and proves it is
+alive with `heartbeat_at`. The trainer is the Django-free engine; this module turns rows into its calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..base_model import base_model_ready
+from ..engine.config import TrainConfig, latest_checkpoint
+from ..engine.model_files import ModelFilesError
+from ..models import (
+    FINISHED_RUN_STATES,
+    RunStatus,
+    SnapshotSplit,
+    TrainingRun,
+)
+from ..registry import model_version_register
+from ..snapshots import sample_prompt, snapshot_files_write
+from .evaluate import _evaluate
+from .status import _event_send, _heartbeat, _run_lock, _run_write
+
+logger = logging.getLogger(__name__)
+
+
+PROGRESS_INTERVAL_S = 1.0  # progress rows and live events at most this often (and at the last step)
+
+
+def _claim(run_id: int) -> TrainingRun | None:
+    """queued → running (or evaluating, when the model is trained): this worker now owns the run."""
+    with transaction.atomic():
+        run = _run_lock(run_id)
+        if run is None or run.status != RunStatus.QUEUED:
+            return None  # gone, finished, or another worker holds it (a redelivered message)
+        if run.cancel_requested:
+            _run_write(run, actor=None, to_status=RunStatus.CANCELLED, reason="cancelled before it started")
+            return None
+        now = timezone.now()
+        to_status = RunStatus.EVALUATING if run.trained_model_dir else RunStatus.RUNNING
+        return _run_write(
+            run,
+            actor=None,
+            to_status=to_status,
+            data={"attempt": run.attempts + 1},
+            attempts=run.attempts + 1,
+            started_at=run.started_at or now,
+            heartbeat_at=now,
+        )
+
+
+def _cancel_requested(run_id: int) -> bool:
+    return TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+
+def _finish_if_cancelled(run_id: int) -> bool:
+    with transaction.atomic():
+        run = _run_lock(run_id)
+        if run is None or not run.cancel_requested or run.status in FINISHED_RUN_STATES:
+            return False
+        _run_write(run, actor=None, to_status=RunStatus.CANCELLED, reason="cancelled by an admin")
+        return True
+
+
+def _fail(run_id: int, reason: str) -> None:
+    with transaction.atomic():
+        run = _run_lock(run_id)
+        if run is not None and run.status not in FINISHED_RUN_STATES:
+            _run_write(run, actor=None, to_status=RunStatus.FAILED, reason=reason)
+
+
+def training_run_execute(*, run_id: int, on_step=None) -> str | None:
+    """Everything a worker does for a run: claim, train (resuming from the last checkpoint), evaluate,
+    gate, and open the human round. Idempotent: a run it cannot claim is left alone. Returns the status."""
+    run = _claim(run_id)
+    if run is None:
+        return None
+    try:
+        if not run.trained_model_dir and not _train(run, on_step=on_step):
+            return RunStatus.CANCELLED
+        if _finish_if_cancelled(run_id):
+            return RunStatus.CANCELLED
+        return _evaluate(run)
+    except ModelFilesError as exc:  # a person's mistake, said in a person's words
+        logger.warning("training run %s failed: %s", run_id, exc)
+        _fail(run_id, str(exc))
+        return RunStatus.FAILED
+    except Exception as exc:
+        logger.exception("training run %s failed", run_id)
+        _fail(run_id, f"{type(exc).__name__}: {exc}"[:2000])
+        return RunStatus.FAILED
+
+
+def _train_samples(run: TrainingRun) -> list[dict]:
+    rows = run.snapshot.samples.filter(split=SnapshotSplit.TRAIN).order_by("item_id")
+    samples = []
+    for row in rows.iterator(chunk_size=2000):
+        prompt = sample_prompt(run.project, row)
+        conversation = {"system": prompt.system, "messages": prompt.messages, "tools": prompt.tools}
+        samples.append({**conversation, "output": row.output, "reply_extra": row.reply_extra})
+    return samples
+
+
+def _model_settings(run: TrainingRun) -> tuple[str, dict]:
+    """Prompt template and generation settings of the candidate: the baseline's, so it drafts alike."""
+    if run.baseline is not None:
+        return run.baseline.prompt_template, dict(run.baseline.generation)
+    return "{input}", {}
+
+
+def _train(run: TrainingRun, *, on_step=None) -> bool:
+    """Train, writing progress; True when the model is trained, False when cancelled."""
+    from ..engine.trainer import train
+
+    output = Path(run.output_dir)
+    snapshot_files_write(snapshot=run.snapshot, directory=output / "data")
+    prompt_template, generation = _model_settings(run)
+    config = TrainConfig.from_dict(
+        {
+            **run.hyperparameters,
+            "method": run.method,
+            "output_dir": str(output / "train"),
+            "prompt_template": prompt_template,
+            "system_prompt": generation.get("system_prompt") or None,
+        }
+    )
+    resume = latest_checkpoint(output / "train")
+    curve = list(run.loss_curve)
+    if resume is not None:
+        resumed_step = int(resume.name.rsplit("-", 1)[1])
+        curve = curve[:resumed_step]
+        TrainingRun.objects.filter(pk=run.pk).update(resumed_from=[*run.resumed_from, str(resume)])
+    last_write = [0.0]
+
+    def on_progress(step, total, loss, lr, tokens_per_s, eta):
+        curve.append(loss)
+        if on_step is not None:
+            on_step(step, total, loss)
+        now = time.monotonic()
+        if now - last_write[0] < PROGRESS_INTERVAL_S and step < total:
+            return
+        last_write[0] = now
+        values = {
+            "step": step,
+            "total_steps": total,
+            "loss": loss,
+            "learning_rate": lr,
+            "tokens_per_s": tokens_per_s,
+            "eta_s": eta,
+        }
+        _heartbeat(run.pk, loss_curve=curve, **values)
+        _event_send(
+            run.project_id, "training_progress", {"run": run.pk, **values, "loss_curve_len": len(curve)}
+        )
+
+    result = train(
+        config,
+        base_model_ready(run.base_model),
+        _train_samples(run),
+        on_progress=on_progress,
+        should_stop=lambda: _cancel_requested(run.pk),
+        resume_from=resume,
+    )
+    if result.stopped_early:
+        _finish_if_cancelled(run.pk)
+        return False
+    candidate_register(
+        run_id=run.pk,
+        model_dir=str(result.model_dir),
+        loss_curve=result.loss_curve,
+        steps=result.steps,
+        total_steps=result.total_steps,
+    )
+    return True
+
+
+def candidate_register(
+    *, run_id: int, model_dir: str, loss_curve: list, steps: int, total_steps: int
+) -> None:
+    """The trained model becomes a candidate ModelVersion; running → evaluating. Idempotent."""
+    with transaction.atomic():
+        run = _run_lock(run_id)
+        if run.status != RunStatus.RUNNING:
+            return
+        prompt_template, generation = _model_settings(run)
+        lora = run.method == "lora"
+        version = model_version_register(
+            project=run.project,
+            actor=None,
+            name=f"run {run.pk} ({run.method})",
+            base_model=run.base_model if lora else model_dir,
+            adapter_path=model_dir if lora else "",
+            prompt_template=prompt_template,
+            generation=generation,
+        )
+        _run_write(
+            run,
+            actor=None,
+            to_status=RunStatus.EVALUATING,
+            data={"candidate": version.pk},
+            candidate=version,
+            trained_model_dir=model_dir,
+            loss_curve=loss_curve,
+            step=steps,
+            total_steps=total_steps,
+            heartbeat_at=timezone.now(),
+            eta_s=0.0,
+        )

@@ -1,0 +1,201 @@
+"""Stage 1 of a run: its hyper-parameters checked, a queued run over a fresh snapshot, sent to a gpu worker.
+
+Locking: a launch (by hand or by the trigger) locks the project row (FOR NO KEY UPDATE) and re-checks
+that no run is active, so two launches never start two runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotation.models import Project
+from annotation.permissions import check_project_admin
+from annotation.services import audit_record, stored_user
+from core.errors import ApplicationError, Conflict
+from core.hooks import task_send_on_commit
+
+from ..base_model import default_base_model, model_files_check
+from ..engine.config import METHODS, TrainConfig
+from ..models import (
+    ACTIVE_RUN_STATES,
+    TrainingRun,
+)
+from ..selectors import model_version_deployed
+from ..snapshots import snapshot_create
+
+# Not hyper-parameters: where output goes, what the prompt looks like and the device are the platform's.
+_NOT_HYPERPARAMETERS = {"output_dir", "method", "prompt_template", "system_prompt", "device"}
+
+
+HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in _NOT_HYPERPARAMETERS)
+
+
+def _coerce(name: str, value, default):
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if name == "max_steps":
+        return None if value is None else int(value)
+    if name == "lora_target":
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return value
+        raise ValueError("must be a module name pattern or a list of names")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("must be a number")
+    number = type(default)(value)
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError("must be finite")
+    return number
+
+
+_RANGES = {
+    "lora_r": (1, 1024),
+    "lora_alpha": (1, 4096),
+    "lora_dropout": (0.0, 0.9),
+    "freeze_trainable_layers": (1, 1000),
+    "learning_rate": (1e-8, 1.0),
+    "epochs": (0.01, 1000.0),
+    "max_steps": (1, 10_000_000),
+    "batch_size": (1, 4096),
+    "grad_accum": (1, 1024),
+    "max_seq_len": (8, 131072),
+    "warmup_ratio": (0.0, 1.0),
+    "weight_decay": (0.0, 1.0),
+    "max_grad_norm": (0.0, 1000.0),
+    "seed": (0, 2**31 - 1),
+    "checkpoint_every": (0, 10_000_000),
+}
+
+
+def hyperparameters_validate(*, method: str, values: dict | None) -> dict:
+    """The run's full hyper-parameters: HANDOVER_TRAINING_DEFAULTS, then `values`; errors name the key."""
+    if method not in METHODS:
+        raise ApplicationError(
+            f"method: must be one of {', '.join(METHODS)}, not {method!r}.", details={"method": [method]}
+        )
+    values = dict(values or {})
+    unknown = sorted(set(values) - set(HYPERPARAMETERS))
+    if unknown:
+        raise ApplicationError(
+            f"hyperparameters: unknown {', '.join(unknown)}; known: {', '.join(HYPERPARAMETERS)}.",
+            details={"hyperparameters": unknown},
+        )
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in HYPERPARAMETERS}
+    merged = {**defaults, **settings.HANDOVER_TRAINING_DEFAULTS, **values}
+    out = {}
+    for name, value in merged.items():
+        try:
+            value = _coerce(name, value, defaults[name])
+        except (TypeError, ValueError) as exc:
+            raise ApplicationError(
+                f"hyperparameters.{name}: {exc} ({value!r}).", details={"hyperparameters": [name]}
+            ) from None
+        low_high = _RANGES.get(name)
+        if low_high and value is not None and not low_high[0] <= value <= low_high[1]:
+            raise ApplicationError(
+                f"hyperparameters.{name}: {value!r} is outside [{low_high[0]}, {low_high[1]}].",
+                details={"hyperparameters": [name]},
+            )
+        out[name] = value
+    return out
+
+
+def project_settings_check(changes: dict) -> None:
+    """A project's training settings, checked when they change (annotation's project_update asks)."""
+    if "training_hyperparameters" in changes:
+        hyperparameters_validate(method="lora", values=changes["training_hyperparameters"])
+
+
+def _run_values(project: Project, values: dict) -> dict:
+    """The launch's hyper-parameters, with mask_history following the project when nobody set it: a
+    project that lets people edit every assistant turn has them all reviewed, so all are trained
+    (mask_history false); elsewhere earlier turns are unreviewed context and only the reply is."""
+    if "mask_history" in values or "mask_history" in settings.HANDOVER_TRAINING_DEFAULTS:
+        return values
+    return {**values, "mask_history": not project.edit_all_assistant_turns}
+
+
+def training_run_active(*, project_id: int) -> TrainingRun | None:
+    return TrainingRun.objects.filter(project_id=project_id, status__in=ACTIVE_RUN_STATES).first()
+
+
+def training_run_create(
+    *,
+    project: Project,
+    actor: AbstractBaseUser | None,
+    method: str = "lora",
+    hyperparameters: dict | None = None,
+    base_model: str = "",
+    trigger: str = "manual",
+    send: bool = True,
+) -> TrainingRun:
+    """A queued run over a fresh snapshot, sent to the training queue on commit (project admins; actor
+    None is the system trigger). Locks the project row and refuses (409) while another run is active."""
+    if actor is not None:
+        check_project_admin(user=actor, project=project)
+    hyper = hyperparameters_validate(
+        method=method,
+        values=_run_values(project, {**(project.training_hyperparameters or {}), **(hyperparameters or {})}),
+    )
+    if base_model:  # one the launch names is checked now; the default or the deployed one when it runs
+        model_files_check(base_model=base_model)
+    with transaction.atomic():
+        project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+        active = training_run_active(project_id=project.pk)
+        if active is not None:
+            raise Conflict(
+                f"Training run {active.pk} is {active.get_status_display().lower()}; wait or cancel it.",
+                code="run_active",
+                details={"run": active.pk},
+            )
+        snapshot = snapshot_create(project=project)
+        if snapshot.n_train == 0:
+            raise ApplicationError(
+                "The project has no approved sample to train on.", code="no_samples", details={}
+            )
+        baseline = model_version_deployed(project_id=project.pk)
+        run = TrainingRun.objects.create(
+            project=project,
+            snapshot=snapshot,
+            trigger=trigger,
+            method=method,
+            base_model=base_model or (baseline.base_model if baseline else default_base_model()),
+            hyperparameters=hyper,
+            baseline=baseline,
+            total_steps=hyper["max_steps"] or 0,
+            created_by=stored_user(actor),
+        )
+        run.output_dir = str(Path(settings.HANDOVER_TRAINING_DIR) / f"run-{run.pk}")
+        run.save(update_fields=["output_dir"])
+        audit_record(
+            actor=actor,
+            action="training_run.create",
+            target=run,
+            project=project,
+            to_state=run.status,
+            data={
+                "trigger": trigger,
+                "method": method,
+                "snapshot": snapshot.pk,
+                "content_hash": snapshot.content_hash,
+                "n_train": snapshot.n_train,
+                "n_eval": snapshot.n_eval + snapshot.n_golden,
+            },
+        )
+        if send:  # the command line runs it in its own process instead
+            training_run_send_on_commit(run_id=run.pk)
+    return run
+
+
+TRAINING_RUN_EXECUTE = "training.tasks.training_run_execute"  # by name: the tasks module sits above
+
+
+def training_run_send_on_commit(*, run_id: int) -> None:
+    task_send_on_commit(TRAINING_RUN_EXECUTE, run_id, queue=settings.HANDOVER_TRAINING_QUEUE)
