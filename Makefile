@@ -25,10 +25,12 @@ run: install
 	$(BIN)/python manage.py runstack
 
 test: install system-deps
+	$(BIN)/lint-imports  # the layers and engines of docs/ARCHITECTURE.md; a new upward import fails here
 	scripts/with-test-services.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var
