@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import AuditEvent, Item, Membership, Project
+from annotation.models import AuditEvent, Item, Membership, Project
 
 
 class MembershipInline(admin.TabularInline):

@@ -3,8 +3,8 @@ workflow), and read for the review UI."""
 
 from __future__ import annotations
 
-from .dataio.redaction import compliance_flags
-from .models import ComplianceFlag
+from annotation.dataio.redaction import compliance_flags
+from annotation.models import ComplianceFlag
 
 
 def compliance_flags_for_items(*, item_ids) -> dict[int, list[str]]:

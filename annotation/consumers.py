@@ -35,6 +35,6 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _is_member(self, user) -> bool:
-        from .selectors import project_visible_to
+        from annotation.selectors import project_visible_to
 
         return project_visible_to(user=user, project_id=self.project_id)

@@ -3,8 +3,8 @@
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from .models import Role
-from .selectors import project_list_for_user, roles_by_project
+from annotation.models import Role
+from annotation.selectors import project_list_for_user, roles_by_project
 
 # (label, url name, roles that see it[, extra url kwargs]); each feature adds its entries here.
 PROJECT_MENU = [

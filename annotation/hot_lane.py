@@ -44,13 +44,12 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.serializers import Serializer
 from rest_framework.utils.json import strict_constant
 
+from annotation.workflow import sql as workflow_sql
+from annotation.workflow.live_counts import counts_window, project_counts_broadcast_schedule
+from annotation.workflow.serializers import ClaimSerializer, SubmitSerializer
 from core.authentication import CachedTokenAuthentication, cached_user_id
 from core.realtime import window_known_open
 from core.wsgi_pool import replay
-
-from . import workflow_sql
-from .live_counts import counts_window, project_counts_broadcast_schedule
-from .serializers_workflow import ClaimSerializer, SubmitSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +244,7 @@ class WorkQueueLane:
 def views_do_only_what_the_lane_does() -> bool:
     """The lane stands in for the claim and submit views: token authentication, IsAuthenticated, no
     throttling. Should a view gain a throttle or a permission, the lane steps aside rather than skip it."""
-    from .api_workflow import ItemSubmitApi, TaskNextApi
+    from annotation.workflow.api import ItemSubmitApi, TaskNextApi
 
     for view in (TaskNextApi, ItemSubmitApi):
         if (

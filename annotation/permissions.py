@@ -2,10 +2,9 @@
 
 from django.contrib.auth.models import AbstractBaseUser
 
+from annotation.models import Project, Role
+from annotation.selectors import user_roles
 from core.errors import NotAllowed
-
-from .models import Project, Role
-from .selectors import user_roles
 
 
 def check_can_create_project(*, user: AbstractBaseUser) -> None:

@@ -9,9 +9,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
+from annotation.models import Item, ItemStatus, Membership, Project, Role
 from core.errors import NotFound
-
-from .models import Item, ItemStatus, Membership, Project, Role
 
 
 def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
@@ -188,7 +187,7 @@ def item_last_rejection(*, item: Item) -> Rejection | None:
 
     Read from the audit log, which records every decision with its comment, so the work queue does
     not reach up into the review layer's tables."""
-    from .models import AuditEvent
+    from annotation.models import AuditEvent
 
     came_back = item.status == ItemStatus.REWORK or (
         item.status == ItemStatus.ANNOTATING and item.status_before_lease == ItemStatus.REWORK
@@ -213,11 +212,11 @@ def item_last_rejection(*, item: Item) -> Rejection | None:
 
 def item_task(*, item: Item, user: AbstractBaseUser) -> dict:
     """Everything a person needs to work on the item they hold, in one read."""
-    from .models import Autosave
+    from annotation.models import Autosave
 
     autosave = Autosave.objects.filter(item=item, user=user).first()
     rejection = item_last_rejection(item=item)
-    from .compliance import compliance_flags_for_items
+    from annotation.compliance import compliance_flags_for_items
 
     return {
         "item": item,
@@ -234,7 +233,7 @@ def revision_turn_changes(*, item: Item, revision) -> list[dict]:
     """Each turn a revision changed against what it was written on (its parent revision, else the
     item's own turns and the draft it started from): index, 1-based number, role and diff. The reply
     is the turn after `item.messages`; earlier turns change only through turn_edits."""
-    from .dataio.conversation import ASSISTANT, turns_edited
+    from annotation.dataio.conversation import ASSISTANT, turns_edited
 
     parent = revision.parent
     base_edits = parent.turn_edits if parent else {}
@@ -250,7 +249,7 @@ def revision_turn_changes(*, item: Item, revision) -> list[dict]:
 
 
 def _turn_change(index: int, role: str, before: str, after: str, *, reply: bool = False) -> dict:
-    from .diffing import text_diff
+    from annotation.workflow.diffing import text_diff
 
     return {
         "index": index,
@@ -268,8 +267,8 @@ def item_history(*, item: Item) -> list[dict]:
     """The item's timeline: every audit event, oldest first; revisions carry the diff against the
     text they were based on (the parent revision, else the draft they started from), and `turns`,
     every turn they changed (earlier assistant turns the project let them edit, and the reply)."""
-    from .diffing import text_diff
-    from .models import AuditEvent, Revision
+    from annotation.models import AuditEvent, Revision
+    from annotation.workflow.diffing import text_diff
 
     revisions = {
         r.pk: r for r in Revision.objects.filter(item=item).select_related("author", "parent", "draft")

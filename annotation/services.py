@@ -8,13 +8,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils.text import slugify
 
+from annotation.dataio import conversation
+from annotation.models import AuditEvent, Item, ItemSource, Membership, Project, Role
+from annotation.permissions import check_can_create_project, check_project_admin
+from annotation.workflow.live_counts import project_counts_changed
 from core.errors import ApplicationError, Conflict
 from core.hooks import PROJECT_SETTINGS_CHECK, hook, task_send_on_commit
-
-from .dataio import conversation
-from .live_counts import project_counts_changed
-from .models import AuditEvent, Item, ItemSource, Membership, Project, Role
-from .permissions import check_can_create_project, check_project_admin
 
 User = get_user_model()
 

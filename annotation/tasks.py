@@ -4,13 +4,12 @@ import time
 
 from celery import shared_task
 
+from annotation.importing import import_job_run
+from annotation.importing import import_jobs_fail_stale as fail_stale
+from annotation.selectors import project_state_counts
+from annotation.workflow.live_counts import counts_window, counts_window_length
+from annotation.workflow.transitions import leases_expire
 from core.realtime import project_event_send, window_length_set
-
-from .importing import import_job_run
-from .importing import import_jobs_fail_stale as fail_stale
-from .live_counts import counts_window, counts_window_length
-from .selectors import project_state_counts
-from .workflow import leases_expire
 
 
 @shared_task(ignore_result=True)

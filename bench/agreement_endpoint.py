@@ -45,7 +45,7 @@ def seed():
 
     from annotation.models import Membership, Project
     from review.models import Rating, Response
-    from review.rating import rubric_current
+    from review.rating.services import rubric_current
 
     User = get_user_model()
     admin = User.objects.create(username="bench-admin", is_staff=True)
@@ -105,7 +105,7 @@ def main() -> None:
     try:
         from rest_framework.test import APIClient
 
-        from review.rating_selectors import agreement_report
+        from review.rating.selectors import agreement_report
 
         project, admin, scores = seed()
         client = APIClient()

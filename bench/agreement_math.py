@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from review.agreement import dimension_agreement, ratings_pivot  # noqa: E402
+from review.math.agreement import dimension_agreement, ratings_pivot  # noqa: E402
 
 UNITS, RATERS, REPEATS = 100_000, 3, 5
 DOMAIN = [1, 2, 3, 4, 5]

@@ -23,7 +23,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from annotation.exporting import export_to_dir
+    from annotation.exporting.services import export_to_dir
 
     target = project("bench-export")
     author = get_user_model().objects.get(username="bench")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ReviewDecision
+from review.models import ReviewDecision
 
 
 @admin.register(ReviewDecision)

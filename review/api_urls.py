@@ -2,9 +2,9 @@
 
 from django.urls import include, path
 
-from .api import ItemReviewApi
+from review.decisions.api import ItemReviewApi
 
 urlpatterns = [
     path("items/<int:item_id>/review/", ItemReviewApi.as_view(), name="api-item-review"),
-    path("", include("review.rating_urls")),
+    path("", include("review.rating.urls")),
 ]

@@ -8,9 +8,8 @@ class ReviewConfig(AppConfig):
     def ready(self):
         # What the annotation layer asks of review (core.hooks).
         from core.hooks import EXPORT_PROVENANCE, WORK_QUEUE_STAGE, hook_fill
-
-        from .api_rating import rating_task_next
-        from .selectors import export_provenance
+        from review.rating.api import rating_task_next
+        from review.selectors import export_provenance
 
         hook_fill(WORK_QUEUE_STAGE, {"rate": rating_task_next})
         hook_fill(EXPORT_PROVENANCE, export_provenance)

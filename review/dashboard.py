@@ -13,10 +13,9 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from annotation.diffing import edit_distance
 from annotation.models import AuditEvent, Item, ItemStatus, Project, Revision
-
-from .models import Decision, ReviewDecision
+from annotation.workflow.diffing import edit_distance
+from review.models import Decision, ReviewDecision
 
 SUBMIT_ACTIONS = {"item.submit"}
 APPROVE_STATES = {ItemStatus.APPROVED}

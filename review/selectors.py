@@ -1,6 +1,6 @@
 """Reads of the review layer that the layers below ask for through core.hooks."""
 
-from .models import Decision, Rating, ReviewDecision
+from review.models import Decision, Rating, ReviewDecision
 
 
 def export_provenance(item_ids: list[int]) -> dict[int, dict]:

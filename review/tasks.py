@@ -3,8 +3,7 @@
 from celery import shared_task
 
 from annotation.models import Project
-
-from .services import spot_checks_sample
+from review.decisions.services import spot_checks_sample
 
 
 @shared_task(ignore_result=True)

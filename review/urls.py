@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from . import views, workbench
+from review import workbench
+from review.rating import views
 
 urlpatterns = [
     path("projects/<int:project_id>/work/<str:stage>/", workbench.workbench, name="workbench"),

@@ -13,13 +13,14 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from annotation import chat, selectors, workflow
+from annotation import selectors
 from annotation.models import Item, Stage
 from annotation.permissions import check_project_role
+from annotation.workflow import chat
+from annotation.workflow import transitions as workflow
 from core.errors import ApplicationError, NotAllowed, NotFound
-
-from .models import Decision
-from .services import item_review
+from review.decisions.services import item_review
+from review.models import Decision
 
 
 def _project_or_404(request, project_id: int):

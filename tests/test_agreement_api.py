@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from review.models import Rating, Response
-from review.rating import DimensionSpec, rating_submit, response_create, rubric_update
+from review.rating.services import DimensionSpec, rating_submit, response_create, rubric_update
 from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 
 from annotation.models import Item, ItemStatus
 from annotation.services import item_fields
-from annotation.workflow import DraftCandidate, item_drafts_store
+from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 
 from .conftest import log_in, shot
 

@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from review.models import Rating
-from review.rating import response_create
+from review.rating.services import response_create
 
 from .conftest import log_in, shot
 
@@ -73,7 +73,7 @@ def test_a_response_to_a_conversation_is_rated_with_the_conversation_in_view(
 
 
 def test_agreement_dashboard_draws_its_charts(page, live_asgi, people, project):
-    from review.rating import rating_submit
+    from review.rating.services import rating_submit
 
     from .factories import MembershipFactory, UserFactory
 

@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from annotation.models import Item, ItemStatus
-from annotation.workflow import DraftCandidate, item_drafts_store
+from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 
 from .conftest import log_in, shot
 from .factories import ItemFactory

@@ -6,11 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, connections
 
-from annotation import workflow_sql
 from annotation.models import AuditEvent, Item, Stage
-from annotation.workflow import item_claim_next, item_submit
+from annotation.workflow import sql as workflow_sql
+from annotation.workflow.transitions import item_claim_next, item_submit
 from core.errors import Conflict
-from review.services import item_review
+from review.decisions.services import item_review
 
 from .factories import ItemFactory, MembershipFactory, UserFactory
 from .workflow_helpers import annotate, claim

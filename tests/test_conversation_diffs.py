@@ -1,6 +1,6 @@
 """The timeline's diffs compare words (each CJK character one word), so a change reads as whole words."""
 
-from annotation.diffing import text_diff
+from annotation.workflow.diffing import text_diff
 
 
 def test_a_changed_word_is_shown_whole():

@@ -7,7 +7,7 @@ import pytest
 
 from annotation.models import Item, Stage
 from annotation.services import item_fields
-from annotation.workflow import DraftCandidate, item_drafts_store
+from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 from review.models import Response
 
 from .workflow_helpers import claim
@@ -148,7 +148,7 @@ def test_the_item_page_names_the_turns_a_revision_changed(client, people, projec
     project.edit_all_assistant_turns = True
     project.save()
     item = chat_item(project)
-    from annotation.workflow import item_submit
+    from annotation.workflow.transitions import item_submit
 
     held = claim(project, people["annotator"], Stage.ANNOTATE)
     item_submit(item_id=held.pk, user=people["annotator"], text="Within two hours.", version=held.version,

@@ -3,9 +3,9 @@ kept cumulatively, through submit, autosave and a reviewer's edit, and named tur
 
 import pytest
 
-from annotation import workflow_sql
 from annotation.models import Autosave, Item, Revision, Stage
 from annotation.services import item_fields
+from annotation.workflow import sql as workflow_sql
 
 from .workflow_helpers import claim
 

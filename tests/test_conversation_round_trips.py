@@ -7,7 +7,7 @@ import json
 import pytest
 
 from annotation.models import Item, ItemStatus, Stage
-from annotation.workflow import item_submit
+from annotation.workflow.transitions import item_submit
 from tests.import_helpers import jsonl
 from tests.test_import_conversations import import_file
 from tests.workflow_helpers import claim

@@ -224,8 +224,8 @@ def test_cli_invalid_sample_leaves_no_file(project, people, tmp_path):
 def test_metadata_names_reviewers_per_tier_and_rubric_scores(people, project):
     import json
 
-    from annotation.exporting import export_samples
-    from review.rating import rating_submit, response_create
+    from annotation.exporting.services import export_samples
+    from review.rating.services import rating_submit, response_create
     from tests.factories import ItemFactory
     from tests.workflow_helpers import annotate, review
 

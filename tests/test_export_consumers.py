@@ -12,7 +12,7 @@ from trl.data_utils import apply_chat_template, is_conversational, maybe_apply_c
 
 from annotation.models import Item, ItemStatus, Stage
 from annotation.services import items_create
-from annotation.workflow import item_submit
+from annotation.workflow.transitions import item_submit
 from tests.dataio.test_exporters import llamafactory_read
 from tests.test_drafting_support import tiny_model_path
 from tests.workflow_helpers import claim, review

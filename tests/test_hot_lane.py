@@ -13,11 +13,11 @@ from rest_framework.authtoken.models import Token
 from rest_framework.renderers import JSONRenderer
 from rest_framework.throttling import UserRateThrottle
 
-from annotation.api_workflow import ItemSubmitApi
 from annotation.hot_lane import WorkQueueLane
-from annotation.live_counts import counts_window
 from annotation.models import AuditEvent, Item, Revision
-from annotation.serializers_workflow import ItemSerializer
+from annotation.workflow.api import ItemSubmitApi
+from annotation.workflow.live_counts import counts_window
+from annotation.workflow.serializers import ItemSerializer
 from config.asgi import HttpPools
 from core import realtime
 

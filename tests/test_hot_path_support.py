@@ -5,8 +5,12 @@ import time
 import pytest
 from rest_framework.authtoken.models import Token
 
-from annotation.live_counts import counts_window, counts_window_length, project_counts_broadcast_schedule
 from annotation.tasks import project_state_counts_broadcast
+from annotation.workflow.live_counts import (
+    counts_window,
+    counts_window_length,
+    project_counts_broadcast_schedule,
+)
 from core import authentication
 from core.realtime import _window_open_until, first_in_window, window_length_get, window_length_set
 

@@ -4,7 +4,7 @@ import pytest
 
 from core.errors import Conflict
 from review.models import Rating, Response, ResponseOrigin
-from review.rating import rating_claim_next, rating_submit
+from review.rating.services import rating_claim_next, rating_submit
 from training.models import DatasetSnapshot, HumanEvalPair, HumanEvalRound, RunStatus, TrainingRun
 from training.runs.status import training_run_cancel, training_run_reject
 

@@ -6,8 +6,10 @@ import grimp
 import pytest
 from celery import current_app
 
-from annotation import live_counts, services, workflow
+from annotation import services
 from annotation.importing import jobs
+from annotation.workflow import live_counts
+from annotation.workflow import transitions as workflow
 from core import hooks
 from training import handover
 from training.runs import launch
@@ -77,7 +79,7 @@ def test_every_task_sent_by_name_is_a_registered_task(name):
 
 
 def test_the_higher_apps_fill_the_hook_points_at_start_up():
-    from review.api_rating import rating_task_next
+    from review.rating.api import rating_task_next
     from review.selectors import export_provenance
     from training.runs.launch import project_settings_check
 

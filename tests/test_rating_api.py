@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from review.models import Rating, RatingAssignment
-from review.rating import rating_claim_next
+from review.rating.services import rating_claim_next
 from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

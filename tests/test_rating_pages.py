@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 
 from review.models import Rating
-from review.rating import rating_submit, response_create
+from review.rating.services import rating_submit, response_create
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import pytest
 
 from annotation.models import Item, Stage
 from annotation.services import items_create
-from annotation.workflow import item_submit
+from annotation.workflow.transitions import item_submit
 from core.errors import ApplicationError
 from review.models import Response
 from tests.factories import ProjectFactory

@@ -7,7 +7,7 @@ import pytest
 from annotation.models import Draft, Item, ItemStatus, Role
 from annotation.services import items_create
 from review.models import Response, ResponseOrigin
-from review.rating import rating_claim_next, rating_submit
+from review.rating.services import rating_claim_next, rating_submit
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.test_training_support import FAST_TRAINING, approve_all, small_model_path, wait_until
 from training.models import ModelVersionStatus, RunStatus, TrainingRun

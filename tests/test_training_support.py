@@ -9,7 +9,7 @@ from django.conf import settings
 
 from annotation.models import Stage
 from annotation.services import items_create
-from annotation.workflow import item_submit
+from annotation.workflow.transitions import item_submit
 from tests.factories import MembershipFactory, UserFactory
 from tests.workflow_helpers import claim
 

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import AuditEvent, Autosave, ItemSource, ItemStatus, Revision, Stage
-from annotation.workflow import (
+from annotation.workflow.transitions import (
     DraftCandidate,
     autosave_store,
     item_claim_next,
@@ -18,8 +18,8 @@ from annotation.workflow import (
     leases_expire,
 )
 from core.errors import ApplicationError, Conflict, NotAllowed
+from review.decisions.services import item_review, spot_checks_sample
 from review.models import ReviewDecision
-from review.services import item_review, spot_checks_sample
 
 from .factories import ItemFactory, MembershipFactory, UserFactory
 from .workflow_helpers import annotate, claim, review

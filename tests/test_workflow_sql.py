@@ -6,9 +6,11 @@ import json
 import pytest
 from rest_framework.renderers import JSONRenderer
 
-from annotation import selectors, workflow, workflow_sql
+from annotation import selectors
 from annotation.models import AuditEvent, Autosave, ComplianceFlag, Draft, Item, Revision, Skip, Stage
-from annotation.serializers_workflow import ItemSerializer, TaskSerializer
+from annotation.workflow import sql as workflow_sql
+from annotation.workflow import transitions as workflow
+from annotation.workflow.serializers import ItemSerializer, TaskSerializer
 from training.models import ModelVersion
 
 from .factories import ItemFactory
@@ -155,7 +157,7 @@ def test_resubmission_keeps_the_lineage_draft(people, project):
     workflow.item_submit(
         item_id=item.pk, user=annotator, text="First", version=item.version, draft_id=draft.pk
     )
-    from review.services import item_review
+    from review.decisions.services import item_review
 
     held = claim(project, expert, Stage.EXPERT)
     item_review(item_id=held.pk, user=expert, decision="reject", version=held.version, comment="Too short.")
@@ -295,7 +297,7 @@ def test_an_expert_claim_carries_the_revisions_turn_edits_as_rendered(people, pr
 
 def test_a_resubmission_carries_the_turn_edits_forward_on_both_paths(people, project):
     # given two conversations, each answered with an edited turn and sent back to the annotator
-    from review.services import item_review
+    from review.decisions.services import item_review
 
     project.edit_all_assistant_turns = True
     project.save()

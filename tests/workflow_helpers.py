@@ -1,8 +1,8 @@
 """Drive items through the workflow with the real services, for tests that need them in a state."""
 
 from annotation.models import Stage
-from annotation.workflow import item_claim_next, item_submit
-from review.services import item_review
+from annotation.workflow.transitions import item_claim_next, item_submit
+from review.decisions.services import item_review
 
 
 def claim(project, user, stage):

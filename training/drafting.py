@@ -12,7 +12,7 @@ from django.db import transaction
 from annotation.dataio.conversation import prompt_turns, single_turn
 from annotation.models import Item, ItemStatus, Project
 from annotation.services import DRAFTS_GENERATE
-from annotation.workflow import DraftCandidate, item_drafts_store, item_lock, item_write
+from annotation.workflow.transitions import DraftCandidate, item_drafts_store, item_lock, item_write
 from core.hooks import task_send_on_commit
 
 from .engine.prompts import Prompt

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from annotation.models import Item, ItemSource, Project
 from annotation.services import audit_record, item_content_hash, items_create, stored_user
-from annotation.workflow import DraftCandidate, item_drafts_store
+from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 from core.errors import ApplicationError
 
 from .drafting import item_route_to_expert

@@ -13,7 +13,7 @@ from django.db.models import Exists, OuterRef
 
 from annotation.dataio import exporters
 from annotation.dataio.conversation import canonical_json, single_turn
-from annotation.exporting import export_samples
+from annotation.exporting.services import export_samples
 from annotation.models import Item, ItemStatus, Project
 
 from .drafting import item_prompt

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .exporters import (
+from annotation.dataio.exporters import (
     ContextAs,
     Sample,
     alpaca_conversation,

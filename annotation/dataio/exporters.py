@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, BinaryIO, Literal
 
-from .conversation import (
+from annotation.dataio.conversation import (
     ASSISTANT,
     TOOL,
     USER,

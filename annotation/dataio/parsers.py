@@ -18,8 +18,16 @@ from typing import BinaryIO
 
 import ijson
 
-from .conversation import kind as _kind
-from .records import FIELDS, SCHEMAS, ParsedRow, RowError, mapping_normalised, plan_for, record_row
+from annotation.dataio.conversation import kind as _kind
+from annotation.dataio.records import (
+    FIELDS,
+    SCHEMAS,
+    ParsedRow,
+    RowError,
+    mapping_normalised,
+    plan_for,
+    record_row,
+)
 
 __all__ = ["CONTAINERS", "FIELDS", "FORMATS", "SCHEMAS", "FileTooLarge", "ImportErrorReport", "KeyReport",
            "ParsedRow", "RowError", "detect_container", "detect_schema", "read_records"]  # fmt: skip

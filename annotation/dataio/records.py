@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .conversation import USER, TurnError, conversation_split, last_user_text
-from .conversation import kind as _kind
-from .turns import history_turns, plain_split, size_reason, too_long, turns_read
+from annotation.dataio.conversation import USER, TurnError, conversation_split, last_user_text
+from annotation.dataio.conversation import kind as _kind
+from annotation.dataio.turns import history_turns, plain_split, size_reason, too_long, turns_read
 
 FIELDS = ("input", "system", "reference_output", "external_id", "history", "messages", "tools")
 # Older mappings (and Handover's own earlier files) named the system prompt "context".

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .conversation import ASSISTANT, SYSTEM, TOOL, USER, TurnError, kind
+from annotation.dataio.conversation import ASSISTANT, SYSTEM, TOOL, USER, TurnError, kind
 
 SHAREGPT_ROLES = {"human": USER, "user": USER, "gpt": ASSISTANT, "assistant": ASSISTANT, "system": SYSTEM,
                   "function_call": ASSISTANT, "observation": TOOL, "tool": TOOL}  # fmt: skip

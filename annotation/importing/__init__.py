@@ -3,7 +3,7 @@
 The public names live here; `jobs` says how a job runs, `staging` holds its temporary table.
 """
 
-from .jobs import (
+from annotation.importing.jobs import (
     TooLarge,
     check_file_size,
     check_import_options,
@@ -14,7 +14,7 @@ from .jobs import (
     import_jobs_fail_stale,
     import_jobs_recent,
 )
-from .preview import PREVIEW_MAX_RECORDS, PREVIEW_ROWS, ImportPreview, import_preview
+from annotation.importing.preview import PREVIEW_MAX_RECORDS, PREVIEW_ROWS, ImportPreview, import_preview
 
 __all__ = [
     "PREVIEW_MAX_RECORDS", "PREVIEW_ROWS", "ImportPreview", "TooLarge", "check_file_size",

@@ -33,10 +33,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from core.errors import ApplicationError, NotFound
-from core.hooks import task_send_on_commit
-
-from ..dataio.parsers import (
+from annotation.dataio.parsers import (
     FIELDS,
     FORMATS,
     FileTooLarge,
@@ -45,13 +42,15 @@ from ..dataio.parsers import (
     RowError,
     read_records,
 )
-from ..dataio.records import LEGACY_FIELDS
-from ..dataio.redaction import DEFAULT as ALL_REDACTORS
-from ..models import ImportJob, ImportStatus, Project
-from ..permissions import check_project_admin
-from ..selectors import project_get_for_user
-from ..services import audit_record
-from .staging import Staging, stage_row
+from annotation.dataio.records import LEGACY_FIELDS
+from annotation.dataio.redaction import DEFAULT as ALL_REDACTORS
+from annotation.importing.staging import Staging, stage_row
+from annotation.models import ImportJob, ImportStatus, Project
+from annotation.permissions import check_project_admin
+from annotation.selectors import project_get_for_user
+from annotation.services import audit_record
+from core.errors import ApplicationError, NotFound
+from core.hooks import task_send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -434,6 +433,6 @@ def _insert(job: ImportJob, staging: Staging, report: ImportErrorReport, keys: K
             parts.append(f"{job.rows_invalid:,} invalid row(s) skipped")
         _finish(job, report, keys, status=ImportStatus.SUCCEEDED, message="; ".join(parts) + ".")
         if created:
-            from ..services import items_arrived
+            from annotation.services import items_arrived
 
             items_arrived(project_id=job.project_id)

@@ -8,14 +8,13 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import File
 
+from annotation.dataio.parsers import ImportErrorReport, KeyReport, ParsedRow, RowError, read_records
+from annotation.dataio.redaction import DEFAULT as ALL_REDACTORS
+from annotation.importing.jobs import check_file_size, check_import_options, error_dicts
+from annotation.importing.staging import row_redacted_all
+from annotation.models import Project
+from annotation.permissions import check_project_admin
 from core.errors import ApplicationError
-
-from ..dataio.parsers import ImportErrorReport, KeyReport, ParsedRow, RowError, read_records
-from ..dataio.redaction import DEFAULT as ALL_REDACTORS
-from ..models import Project
-from ..permissions import check_project_admin
-from .jobs import check_file_size, check_import_options, error_dicts
-from .staging import row_redacted_all
 
 PREVIEW_ROWS = 5
 # A preview answers within a request: it reads this many records, and says when the file has more.

@@ -7,11 +7,11 @@ import json
 from django.db import connection
 from django.utils import timezone
 
-from ..dataio.conversation import content_hash_with_json
-from ..dataio.parsers import ParsedRow
-from ..dataio.records import row_redacted
-from ..dataio.redaction import compliance_flags, redact
-from ..models import ComplianceFlag, Item, ItemSource
+from annotation.dataio.conversation import content_hash_with_json
+from annotation.dataio.parsers import ParsedRow
+from annotation.dataio.records import row_redacted
+from annotation.dataio.redaction import compliance_flags, redact
+from annotation.models import ComplianceFlag, Item, ItemSource
 
 STAGING_TABLE = "hv_import_staging"
 # First key of pg_advisory_xact_lock(int, int): serialises imports into one project, so two concurrent

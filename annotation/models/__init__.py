@@ -1,6 +1,6 @@
 """Models of the annotation app, one module per area; import them from here."""
 
-from .core import (
+from annotation.models.core import (
     AuditEvent,
     Item,
     ItemSource,
@@ -10,8 +10,8 @@ from .core import (
     Role,
     validate_prompt_template,
 )
-from .dataio import ComplianceFlag, ImportJob, ImportStatus
-from .workflow import Autosave, Draft, Revision, Skip, Stage
+from annotation.models.dataio import ComplianceFlag, ImportJob, ImportStatus
+from annotation.models.workflow import Autosave, Draft, Revision, Skip, Stage
 
 __all__ = [
     "AuditEvent",

@@ -7,7 +7,7 @@ import krippendorff
 import numpy as np
 import pytest
 
-from review.agreement import (
+from review.math.agreement import (
     RatingMatrix,
     dimension_agreement,
     fleiss_kappa,

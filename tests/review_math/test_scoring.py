@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from review.scoring import (
+from review.math.scoring import (
     DEFAULT_RUBRIC,
     Dimension,
     rating_normalised_score,

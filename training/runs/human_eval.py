@@ -100,7 +100,7 @@ def human_eval_result(
 
     `pairs`: per prompt (candidate ratings, baseline ratings); `ratings`: (response, rater, score).
     """
-    from review.agreement import dimension_agreement
+    from review.math.agreement import dimension_agreement
 
     cand = [sum(c) / len(c) for c, _ in pairs]
     base = [sum(b) / len(b) for _, b in pairs]

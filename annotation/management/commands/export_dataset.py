@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.dataio.exporters import EXPORT_FORMATS
-from annotation.exporting import export_to_dir
+from annotation.exporting.services import export_to_dir
 from annotation.models import ItemStatus, Project
 from core.errors import ApplicationError
 

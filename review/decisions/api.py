@@ -4,10 +4,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.serializers_workflow import ItemSerializer
-
-from . import services
-from .serializers import ReviewSerializer
+from annotation.workflow.serializers import ItemSerializer
+from review.decisions import services
+from review.decisions.serializers import ReviewSerializer
 
 
 class ItemReviewApi(APIView):

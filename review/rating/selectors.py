@@ -15,17 +15,16 @@ from django.db.models import QuerySet
 from annotation.models import Project, Role
 from annotation.selectors import project_visible_to, user_roles
 from core.errors import NotFound
-
-from .agreement import (
+from review.math.agreement import (
     RatingMatrix,
     dimension_agreement,
     fleiss_kappa,
     rater_deviations,
     rater_pairwise_kappa,
 )
-from .models import Rating, Response, Rubric, RubricDimension
-from .rating import default_rubric_specs
-from .scoring import INTEGER_LEVELS, Dimension, response_score_aggregate
+from review.math.scoring import INTEGER_LEVELS, Dimension, response_score_aggregate
+from review.models import Rating, Response, Rubric, RubricDimension
+from review.rating.services import default_rubric_specs
 
 
 @dataclass(frozen=True)

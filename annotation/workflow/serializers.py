@@ -2,9 +2,8 @@
 
 from rest_framework import serializers
 
+from annotation.models import Draft, Item, Revision, Stage
 from core.serializers import StrictSerializer
-
-from .models import Draft, Item, Revision, Stage
 
 
 class DraftSerializer(serializers.ModelSerializer):

@@ -4,9 +4,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
 
+from annotation import selectors
+from annotation.workflow import chat
 from core.errors import NotFound
-
-from . import chat, selectors
 
 
 @login_required

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dataio.conversation import ASSISTANT, TOOL, TURN_KEYS
-from .diffing import text_diff
+from annotation.dataio.conversation import ASSISTANT, TOOL, TURN_KEYS
+from annotation.workflow.diffing import text_diff
 
 # The last turns before the reply stay open; earlier ones fold when the conversation is long: more
 # turns than FOLD_AFTER_TURNS, or more text than FOLD_AFTER_CHARS. A person then reads the question

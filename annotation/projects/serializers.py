@@ -2,9 +2,8 @@
 
 from rest_framework import serializers
 
+from annotation.models import Membership, Project, Role
 from core.serializers import StrictModelSerializer, StrictSerializer
-
-from .models import Membership, Project, Role
 
 PROJECT_SETTINGS = [
     "name", "slug", "description", "guidelines", "prompt_template", "review_tiers", "ratings_per_response",

@@ -8,12 +8,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
+from annotation import selectors, services
+from annotation.forms import MembershipAddForm
+from annotation.models import ItemStatus
+from annotation.permissions import check_project_admin
+from annotation.workflow import chat
 from core.errors import ApplicationError, NotAllowed, NotFound
-
-from . import chat, selectors, services
-from .forms import MembershipAddForm
-from .models import ItemStatus
-from .permissions import check_project_admin
 
 
 def _project_or_404(request, project_id: int):

@@ -5,9 +5,14 @@ from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from . import selectors, services
-from .permissions import check_project_admin
-from .serializers import PROJECT_SETTINGS, MembershipAddSerializer, MembershipSerializer, ProjectSerializer
+from annotation import selectors, services
+from annotation.permissions import check_project_admin
+from annotation.projects.serializers import (
+    PROJECT_SETTINGS,
+    MembershipAddSerializer,
+    MembershipSerializer,
+    ProjectSerializer,
+)
 
 
 class ProjectListCreateApi(GenericAPIView):

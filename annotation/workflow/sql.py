@@ -22,9 +22,9 @@ from django.utils import timezone
 from psycopg.rows import dict_row
 from rest_framework.fields import DateTimeField
 
-from .live_counts import project_counts_changed
-from .models import Item, ItemStatus, Stage
-from .serializers_workflow import ItemSerializer
+from annotation.models import Item, ItemStatus, Stage
+from annotation.workflow.live_counts import project_counts_changed
+from annotation.workflow.serializers import ItemSerializer
 
 _datetime = DateTimeField()  # renders datetimes exactly as the serializers do
 
@@ -79,7 +79,7 @@ def task_claim_from_queue(*, project_id: int, user_id: int, stage: str) -> dict 
 
 def claim_statement(*, project_id: int, user_id: int, stage: str) -> tuple[str, dict] | None:
     """The claim as (sql, params), or None when no statement serves this stage."""
-    from .workflow import STAGES, lease_duration
+    from annotation.workflow.transitions import STAGES, lease_duration
 
     rule = STAGES.get(stage)
     if rule is None or not available():

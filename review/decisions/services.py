@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Item, ItemStatus, Project, Stage
-from annotation.workflow import (
+from annotation.workflow.transitions import (
     check_not_author,
     item_lock,
     item_lock_held,
@@ -17,8 +17,7 @@ from annotation.workflow import (
     revision_create,
 )
 from core.errors import ApplicationError, Conflict
-
-from .models import Decision, ReviewDecision
+from review.models import Decision, ReviewDecision
 
 REVIEW_STAGES = {Stage.EXPERT, Stage.DOMAIN, Stage.SPOT_CHECK}
 

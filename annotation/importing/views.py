@@ -1,25 +1,21 @@
-"""Browser pages for imports (pick a file, see its preview, confirm, then a live progress bar polled by
-htmx) and exports."""
+"""Browser pages for imports: pick a file, see its preview, confirm, then a live progress bar polled by
+htmx."""
 
 import json
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from core.errors import ApplicationError, NotAllowed, NotFound
-
-from . import exporting, importing, selectors
-from .dataio.conversation import last_user_text
-from .dataio.exporters import EXPORT_FORMATS
-from .dataio.parsers import FIELDS, FORMATS
-from .models import ItemStatus
-from .permissions import check_project_admin
+from annotation import importing
+from annotation.dataio.conversation import last_user_text
+from annotation.dataio.parsers import FIELDS, FORMATS
+from annotation.pages import project_for_admin_page
+from core.errors import ApplicationError, NotFound
 
 
 class ImportForm(forms.Form):
@@ -46,20 +42,9 @@ class ImportForm(forms.Form):
         return [self[name] for name in FIELDS]
 
 
-def _admin_project(request, project_id: int):
-    try:
-        project = selectors.project_get_for_user(user=request.user, project_id=project_id)
-        check_project_admin(user=request.user, project=project)
-    except NotFound:
-        raise Http404 from None
-    except NotAllowed as exc:
-        raise PermissionDenied(exc.message) from None
-    return project
-
-
 @login_required
 def imports(request, project_id: int):
-    project = _admin_project(request, project_id)
+    project = project_for_admin_page(request, project_id)
     initial = {"redact": project.redact_on_import}
     form = ImportForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -88,7 +73,7 @@ def imports(request, project_id: int):
 def import_preview(request, project_id: int):
     """The preview fragment the import page swaps in whenever the form changes (htmx); the confirm
     button it holds submits the same form, file included, to `imports`."""
-    project = _admin_project(request, project_id)
+    project = project_for_admin_page(request, project_id)
     form = ImportForm(request.POST, request.FILES)
     context = {"project": project, "form": form}
     if "file" not in request.FILES:
@@ -151,7 +136,7 @@ def _job(request, project, job_id: int):
 
 @login_required
 def import_detail(request, project_id: int, job_id: int):
-    project = _admin_project(request, project_id)
+    project = project_for_admin_page(request, project_id)
     job = _job(request, project, job_id)
     return render(request, "annotation/dataio/import_detail.html", {"project": project, "job": job})
 
@@ -159,23 +144,6 @@ def import_detail(request, project_id: int, job_id: int):
 @login_required
 def import_status(request, project_id: int, job_id: int):
     """The status fragment; it keeps polling itself (hx-trigger every 1s) until the job has finished."""
-    project = _admin_project(request, project_id)
+    project = project_for_admin_page(request, project_id)
     job = _job(request, project, job_id)
     return render(request, "annotation/dataio/_import_status.html", {"project": project, "job": job})
-
-
-@login_required
-def export(request, project_id: int):
-    project = _admin_project(request, project_id)
-    counts = selectors.project_state_counts(project_id=project.pk)
-    return render(
-        request,
-        "annotation/dataio/export.html",
-        {
-            "project": project,
-            "formats": EXPORT_FORMATS,
-            "statuses": ItemStatus.choices,
-            "approved": counts.get(ItemStatus.APPROVED, 0),
-            "metadata_keys": exporting.export_metadata_keys(project=project),
-        },
-    )

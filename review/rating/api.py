@@ -14,11 +14,11 @@ from annotation.permissions import check_project_role
 from annotation.selectors import project_get_for_user
 from core.errors import ApplicationError
 from core.serializers import StrictSerializer
-
-from . import rating, rating_selectors
-from .models import MeasurementLevel, ResponseOrigin
-from .models import Response as ScoredResponse
-from .rating_selectors import RatingFilters
+from review.models import MeasurementLevel, ResponseOrigin
+from review.models import Response as ScoredResponse
+from review.rating import selectors as rating_selectors
+from review.rating import services as rating
+from review.rating.selectors import RatingFilters
 
 # --- serializers ---------------------------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ def rating_task_next(*, project, user) -> dict | None:
 
 def rating_task_data(*, response, user) -> dict:
     """What `POST /api/projects/{id}/tasks/next/ {"stage": "rate"}` answers with (RatingTaskSerializer)."""
-    from .models import RatingAssignment
+    from review.models import RatingAssignment
 
     view = rating_selectors.response_view(response=response, user=user)
     assignment = RatingAssignment.objects.filter(response=response, rater=user).first()

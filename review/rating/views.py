@@ -11,16 +11,16 @@ from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError as DrfValidationError
 
 from annotation import selectors
-from annotation.chat import conversation_view
 from annotation.models import ItemStatus, Role
 from annotation.permissions import check_project_role
 from annotation.selectors import project_get_for_user
+from annotation.workflow.chat import conversation_view
 from core.errors import ApplicationError, NotAllowed, NotFound
-
-from . import dashboard as figures
-from . import rating, rating_selectors
-from .api_rating import report_query
-from .models import RatingAssignment, ResponseOrigin
+from review import dashboard as figures
+from review.models import RatingAssignment, ResponseOrigin
+from review.rating import selectors as rating_selectors
+from review.rating import services as rating
+from review.rating.api import report_query
 
 
 def _project(request, project_id: int, roles):

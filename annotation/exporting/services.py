@@ -20,17 +20,16 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import CharField, F, Func
 
+from annotation.dataio import export_tables, exporters
+from annotation.dataio.conversation import last_user_text, single_turn, turns_edited
+from annotation.dataio.exporters import EXPORT_FORMATS, ExportValidationError
+from annotation.dataio.redaction import CARD, CN_ID, EMAIL, PHONE, redact
+from annotation.models import Item, ItemStatus, Project
+from annotation.permissions import check_project_admin
+from annotation.selectors import items_with_metadata
+from annotation.services import audit_record
 from core.errors import ApplicationError
 from core.hooks import EXPORT_PROVENANCE, hook
-
-from .dataio import export_tables, exporters
-from .dataio.conversation import last_user_text, single_turn, turns_edited
-from .dataio.exporters import EXPORT_FORMATS, ExportValidationError
-from .dataio.redaction import CARD, CN_ID, EMAIL, PHONE, redact
-from .models import Item, ItemStatus, Project
-from .permissions import check_project_admin
-from .selectors import items_with_metadata
-from .services import audit_record
 
 EXTENSIONS = {"alpaca": "jsonl", "sharegpt": "jsonl", "openai": "jsonl", "preference": "jsonl",
               "csv": "csv", "parquet": "parquet"}  # fmt: skip

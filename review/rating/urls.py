@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api_rating
+from review.rating import api as api_rating
 
 urlpatterns = [
     path("projects/<int:project_id>/rubric/", api_rating.RubricApi.as_view(), name="api-project-rubric"),

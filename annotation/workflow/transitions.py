@@ -15,14 +15,24 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from annotation.dataio import conversation
+from annotation.models import (
+    AuditEvent,
+    Autosave,
+    Draft,
+    Item,
+    ItemStatus,
+    Project,
+    Revision,
+    Role,
+    Skip,
+    Stage,
+)
+from annotation.permissions import check_project_role
+from annotation.services import audit_record
+from annotation.workflow.live_counts import project_counts_changed
 from core.errors import ApplicationError, Conflict, NotAllowed, NotFound
 from core.hooks import task_send_on_commit
-
-from .dataio import conversation
-from .live_counts import project_counts_changed
-from .models import AuditEvent, Autosave, Draft, Item, ItemStatus, Project, Revision, Role, Skip, Stage
-from .permissions import check_project_role
-from .services import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +78,7 @@ def item_lock(item_id: int) -> Item:
 
 def check_item_member(*, user: AbstractBaseUser, item: Item) -> None:
     """Non-members get 404, as if the item did not exist."""
-    from .selectors import project_visible_to
+    from annotation.selectors import project_visible_to
 
     if not project_visible_to(user=user, project_id=item.project_id):
         raise NotFound("Item not found.")
@@ -299,7 +309,7 @@ def revision_create(
 
     `turns` edits earlier assistant turns (see turn_edits_for); the revision keeps its parent's edits
     with these applied, so it stands for the whole conversation."""
-    from .compliance import compliance_flag_revision
+    from annotation.compliance import compliance_flag_revision
 
     parent = item.current_revision
     revision = Revision.objects.create(

@@ -15,9 +15,14 @@ from annotation.models import Item, Project, Role
 from annotation.permissions import check_project_role
 from annotation.services import audit_record
 from core.errors import ApplicationError, Conflict, NotFound
-
-from .models import Rating, RatingAssignment, Response, ResponseOrigin, Rubric, RubricDimension
-from .scoring import DEFAULT_RUBRIC, Dimension, rating_weighted_score, rubric_validate, scores_validate
+from review.math.scoring import (
+    DEFAULT_RUBRIC,
+    Dimension,
+    rating_weighted_score,
+    rubric_validate,
+    scores_validate,
+)
+from review.models import Rating, RatingAssignment, Response, ResponseOrigin, Rubric, RubricDimension
 
 RATER_ROLES = frozenset({Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN})
 RESPONSE_CREATOR_ROLES = frozenset({Role.ADMIN})

@@ -6,10 +6,10 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.hooks import WORK_QUEUE_STAGE, hook
-
-from . import selectors, workflow, workflow_sql
-from .serializers_workflow import (
+from annotation import selectors
+from annotation.workflow import sql as workflow_sql
+from annotation.workflow import transitions as workflow
+from annotation.workflow.serializers import (
     AutosaveSerializer,
     ClaimSerializer,
     FlagSerializer,
@@ -18,6 +18,7 @@ from .serializers_workflow import (
     SubmitSerializer,
     TaskSerializer,
 )
+from core.hooks import WORK_QUEUE_STAGE, hook
 
 
 def task_response(item, user) -> Response:

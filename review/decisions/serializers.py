@@ -2,10 +2,9 @@
 
 from rest_framework import serializers
 
-from annotation.serializers_workflow import turns_field
+from annotation.workflow.serializers import turns_field
 from core.serializers import StrictSerializer
-
-from .models import Decision
+from review.models import Decision
 
 
 class ReviewSerializer(StrictSerializer):

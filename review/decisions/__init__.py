@@ -1,0 +1,1 @@
+"""Review decisions at the expert, domain and spot-check tiers, and their API."""

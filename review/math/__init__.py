@@ -1,0 +1,1 @@
+"""The statistics of ratings, Django-free: rubric scoring and inter-rater agreement."""
