@@ -22,6 +22,9 @@ PROJECT_MENU = [
     (_("Export"), "dataio-export", {Role.ADMIN}),
     (_("Rate"), "review-rate", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
     (_("Agreement"), "review-agreement", {Role.ADMIN}),
+    (_("Compare"), "review-compare", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
+    (_("Rank"), "review-rank", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
+    (_("Leaderboard"), "review-leaderboard", {Role.ADMIN}),
 ]
 
 

@@ -1,4 +1,5 @@
-"""API routes of the review layer (included under /api/ by config/urls.py): decisions and rubric scoring."""
+"""API routes of the review layer (included under /api/ by config/urls.py): decisions, rubric scoring and
+preferences."""
 
 from django.urls import include, path
 
@@ -7,4 +8,5 @@ from review.decisions.api import ItemReviewApi
 urlpatterns = [
     path("items/<int:item_id>/review/", ItemReviewApi.as_view(), name="api-item-review"),
     path("", include("review.rating.urls")),
+    path("", include("review.preference.urls")),
 ]

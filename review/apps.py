@@ -8,8 +8,11 @@ class ReviewConfig(AppConfig):
     def ready(self):
         # What the annotation layer asks of review (core.hooks).
         from core.hooks import EXPORT_PROVENANCE, WORK_QUEUE_STAGE, hook_fill
+        from review.preference.api import compare_task_next, rank_task_next
         from review.rating.api import rating_task_next
         from review.selectors import export_provenance
 
-        hook_fill(WORK_QUEUE_STAGE, {"rate": rating_task_next})
+        hook_fill(
+            WORK_QUEUE_STAGE, {"rate": rating_task_next, "compare": compare_task_next, "rank": rank_task_next}
+        )
         hook_fill(EXPORT_PROVENANCE, export_provenance)

@@ -168,3 +168,190 @@ class RatingAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"response {self.response_id} held by {self.rater_id} until {self.expires_at}"
+
+
+# --- Preferences: pairs to compare, sets to rank, judgements and rankings (issue 16) -----------------
+
+
+class PairSource(models.TextChoices):
+    DRAFT_VS_ANSWER = "draft_vs_answer", _("Model draft vs approved answer")
+    CANDIDATES = "candidates", _("Candidates of one item")
+    MODEL_VERSIONS = "model_versions", _("Two model versions")
+    IMPORTED = "imported", _("Imported")
+    MANUAL = "manual", _("Chosen by an admin")
+
+
+class Choice(models.TextChoices):
+    """A judgement in the pair's stored order (response_a, response_b), whatever order the rater saw."""
+
+    A = "a", _("First response")
+    B = "b", _("Second response")
+    TIE = "tie", _("Tie")
+
+
+class Strength(models.TextChoices):
+    UNSAID = "", _("Not said")
+    SLIGHTLY = "slightly", _("Slightly better")
+    CLEARLY = "clearly", _("Clearly better")
+
+
+class RankSet(models.Model):
+    """2–5 responses to one conversation, to be put in order. Its C(n, 2) pairs (`Pair.rank_set`) are
+    judged through rankings, never through the compare queue."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="rank_sets")
+    responses = models.ManyToManyField(Response, related_name="rank_sets")
+    source = models.CharField(max_length=20, choices=PairSource.choices)
+    item = models.ForeignKey(
+        "annotation.Item", null=True, blank=True, on_delete=models.SET_NULL, related_name="rank_sets"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"rank set {self.pk} of project {self.project_id}"
+
+
+class Pair(models.Model):
+    """Two responses to the same conversation, `response_a` the one with the lower id.
+
+    `model_a` / `model_b` are the contestants the leaderboard compares: each response's model label, or
+    its origin in brackets ("(human)") when it has none; copied here so the leaderboard reads one table.
+    `metadata` is the item's metadata when the pair came from an item, else the record's own keys.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="pairs")
+    response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    model_a = models.CharField(max_length=200)
+    model_b = models.CharField(max_length=200)
+    source = models.CharField(max_length=20, choices=PairSource.choices)
+    item = models.ForeignKey(
+        "annotation.Item", null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs"
+    )
+    rank_set = models.ForeignKey(
+        RankSet, null=True, blank=True, on_delete=models.CASCADE, related_name="pairs"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    # An imported file's own verdict ("a" or "b"); kept for reference, never counted as a judgement.
+    prior = models.CharField(max_length=3, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(response_a__lt=models.F("response_b")), name="pair_a_before_b"
+            ),
+            models.UniqueConstraint(
+                fields=["response_a", "response_b"],
+                condition=models.Q(rank_set__isnull=True),
+                name="pair_responses",
+            ),
+            models.UniqueConstraint(
+                fields=["rank_set", "response_a", "response_b"], name="pair_rank_set_responses"
+            ),
+        ]
+        indexes = [
+            # The compare queue: open pairs that are not part of a rank set, oldest first.
+            models.Index(
+                fields=["project", "id"],
+                condition=models.Q(closed_at__isnull=True, rank_set__isnull=True),
+                name="pair_compare_queue",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pk}: response {self.response_a_id} vs {self.response_b_id}"
+
+
+class PairAssignment(models.Model):
+    """A rater's lease on a pair from the `compare` queue, with the order they are shown it."""
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+    # True: response_b is shown first (as "A"), response_a second.
+    swapped = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pair", "rater"], name="pair_assignment_pair_rater")]
+        indexes = [models.Index(fields=["rater", "expires_at"], name="pair_assignment_rater")]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id} held by {self.rater_id} until {self.expires_at}"
+
+
+class RankAssignment(models.Model):
+    """A rater's lease on a rank set from the `rank` queue, with the order its responses are shown in."""
+
+    rank_set = models.ForeignKey(RankSet, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+    shown = models.JSONField()  # response ids, in the order shown
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rank_set", "rater"], name="rank_assignment_set_rater")
+        ]
+        indexes = [models.Index(fields=["rater", "expires_at"], name="rank_assignment_rater")]
+
+    def __str__(self) -> str:
+        return f"rank set {self.rank_set_id} held by {self.rater_id} until {self.expires_at}"
+
+
+class Ranking(models.Model):
+    """One rater's order of a rank set's responses, best first; it also writes one Judgement per pair."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    rank_set = models.ForeignKey(RankSet, on_delete=models.CASCADE, related_name="rankings")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rankings")
+    order = models.JSONField()  # response ids, best first
+    shown = models.JSONField()  # response ids, in the order the rater saw them
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["rank_set", "rater"], name="ranking_set_rater")]
+
+    def __str__(self) -> str:
+        return f"ranking of rank set {self.rank_set_id} by {self.rater_id}"
+
+
+class Judgement(models.Model):
+    """One rater's verdict on a pair: `choice` in the pair's stored order; `swapped` records the order
+    they saw (True: response_b was shown first). A ranking writes one per pair of its set."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgements")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements")
+    choice = models.CharField(max_length=3, choices=Choice.choices)
+    strength = models.CharField(max_length=10, choices=Strength.choices, blank=True)
+    reason = models.TextField(blank=True)
+    swapped = models.BooleanField(default=False)
+    ranking = models.ForeignKey(
+        Ranking, null=True, blank=True, on_delete=models.CASCADE, related_name="judgements"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pair_id", "created_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["pair", "rater"], name="judgement_pair_rater")]
+        indexes = [models.Index(fields=["project", "created_at"], name="judgement_project_time")]
+
+    def __str__(self) -> str:
+        return f"judgement of pair {self.pair_id} by {self.rater_id}: {self.choice}"

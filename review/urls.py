@@ -1,8 +1,10 @@
-"""Browser pages of the review layer: the workbench of every tier, rating, agreement, the dashboard."""
+"""Browser pages of the review layer: the workbench of every tier, rating, agreement, the dashboard, and
+preferences (compare, rank, the leaderboard)."""
 
 from django.urls import path
 
 from review import workbench
+from review.preference import views as preference_views
 from review.rating import views
 
 urlpatterns = [
@@ -12,4 +14,20 @@ urlpatterns = [
     path("projects/<int:project_id>/rate/", views.rate, name="review-rate"),
     path("projects/<int:project_id>/rate/<int:response_id>/", views.rate_submit, name="review-rate-submit"),
     path("projects/<int:project_id>/agreement/", views.agreement, name="review-agreement"),
+    path("projects/<int:project_id>/compare/", preference_views.compare, name="review-compare"),
+    path(
+        "projects/<int:project_id>/compare/<int:pair_id>/",
+        preference_views.compare_submit,
+        name="review-compare-submit",
+    ),
+    path("projects/<int:project_id>/rank/", preference_views.rank, name="review-rank"),
+    path(
+        "projects/<int:project_id>/rank/<int:rank_set_id>/",
+        preference_views.rank_submit,
+        name="review-rank-submit",
+    ),
+    path("projects/<int:project_id>/leaderboard/", preference_views.leaderboard, name="review-leaderboard"),
+    path(
+        "projects/<int:project_id>/leaderboard/pairs/", preference_views.pairs_make, name="review-pairs-make"
+    ),
 ]

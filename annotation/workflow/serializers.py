@@ -90,10 +90,12 @@ class TaskSerializer(serializers.Serializer):
 
 
 RATE_STAGE = "rate"  # responses to score on the rubric (review.rating), not items
+# pairs to judge side by side, and sets of responses to rank (review.preference)
+PREFERENCE_STAGES = ("compare", "rank")
 
 
 class ClaimSerializer(StrictSerializer):
-    stage = serializers.ChoiceField(choices=[*Stage.values, RATE_STAGE])
+    stage = serializers.ChoiceField(choices=[*Stage.values, RATE_STAGE, *PREFERENCE_STAGES])
 
 
 def turns_field():

@@ -1,0 +1,1 @@
+"""Preferences: pairs and rank sets of responses, judged side by side or ranked; leaderboard and exports."""
