@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
 
 .PHONY: install system-deps run test lint clean
 
@@ -16,6 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# The tests' model server (llama.cpp, compiled once): only `make test` waits for it.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,test-server]"
+	touch $@
+
 install: $(STAMP)
 
 system-deps:
@@ -24,7 +30,7 @@ system-deps:
 run: install
 	$(BIN)/python manage.py runstack
 
-test: install system-deps
+test: $(TEST_STAMP) system-deps
 	$(BIN)/lint-imports  # the layers and engines of docs/ARCHITECTURE.md; a new upward import fails here
 	scripts/with-test-services.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -1,7 +1,14 @@
-"""Training tokens/s: our trainer against TRL's SFTTrainer, same model, data, batch size and sequence length.
+"""Training tokens/s: our trainer against TRL's SFTTrainer, same model, data, batch size and sequence length;
+and with --processes N, our trainer in N processes (torchrun) against one, with the same global batch.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train_throughput.py [--model DIR] [--steps 30] [--warmup 5]
         [--repeat 2] [--batch-size 8] [--max-seq-len 256] [--method lora|full] [--bf16] [--peak-tflops 989]
+        [--processes 2] [--skip-trl]
+
+With --processes N each of the N processes takes batch-size / N samples a step (DDP for lora, FSDP for
+full), so a step learns from the same samples as the one process does; the timing comes from rank 0's
+step times (`launch/progress.jsonl`), the process start-up and model loading excluded as they are for
+the others. On a CPU the cores are shared out: N processes get cores / N threads each.
 
 TRL runs with its defaults except what must match ours (batch size, max length, steps, learning rate, the
 LoRA settings) or what would add I/O to the timing (no checkpoints, no logging); bf16 follows --bf16
@@ -18,6 +25,7 @@ backward to the activations 2N, no weight gradients for the frozen base) and 6 f
 import argparse
 import contextlib
 import io
+import json
 import logging
 import sys
 import tempfile
@@ -33,6 +41,7 @@ from transformers.utils import logging as hf_logging
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.engine.data import encode_sample  # noqa: E402
+from training.engine.launch import launch_dir, train_in_processes  # noqa: E402
 from training.engine.tiny_model import build_tiny_model, default_corpus  # noqa: E402
 from training.engine.trainer import TrainConfig, train  # noqa: E402
 
@@ -54,18 +63,32 @@ def timed_seconds(step_times: list[float], warmup: int) -> float:
     return step_times[-1] - step_times[warmup - 1]
 
 
-def run_ours(args, model_dir: Path, samples: list[dict], out: Path) -> float:
-    times: list[float] = []
-    config = TrainConfig(
+def ours_config(args, out: Path, processes: int = 1) -> TrainConfig:
+    return TrainConfig(
         output_dir=str(out),
         method=args.method,
         learning_rate=args.lr,
         max_steps=args.warmup + args.steps,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size // processes,
+        num_processes=processes,
         max_seq_len=args.max_seq_len,
-        bf16=args.bf16,
+        mixed_precision="bf16" if args.bf16 else "no",
     )
-    train(config, model_dir, samples, on_progress=lambda *_: times.append(time.perf_counter()))
+
+
+def run_ours(args, model_dir: Path, samples: list[dict], out: Path) -> float:
+    times: list[float] = []
+    train(
+        ours_config(args, out), model_dir, samples, on_progress=lambda *_: times.append(time.perf_counter())
+    )
+    return timed_seconds(times, args.warmup)
+
+
+def run_ours_in_processes(args, model_dir: Path, samples: list[dict], out: Path) -> float:
+    config = ours_config(args, out, args.processes)
+    train_in_processes(config, model_dir, samples)
+    with open(launch_dir(config) / "progress.jsonl") as f:
+        times = [event["at"] for event in map(json.loads, f) if event["event"] == "step"]
     return timed_seconds(times, args.warmup)
 
 
@@ -138,7 +161,12 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, help="accelerator dense peak, to print MFU")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; each side's fastest counts")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument(
+        "--processes", type=int, default=0, help="also ours in N processes (same global batch)"
+    )
     args = parser.parse_args()
+    if args.processes and args.batch_size % args.processes:
+        parser.error("--batch-size must divide by --processes (each process takes its share of a step)")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     disable_progress_bars()
@@ -163,6 +191,10 @@ def main() -> None:
         )
 
         sides = {"ours": lambda out: run_ours(args, model_dir, samples, out)}
+        if args.processes:
+            sides[f"ours, {args.processes} processes"] = lambda out: run_ours_in_processes(
+                args, model_dir, samples, out
+            )
         if not args.skip_trl:
             sides["trl (defaults)"] = lambda out: run_trl(args, model_dir, samples, out)
             sides["trl (no grad ckpt)"] = lambda out: run_trl(
@@ -179,7 +211,9 @@ def main() -> None:
         k = 4 if args.method == "lora" else 6
         for name, tokens_per_s in results.items():
             line = f"{name:>20}: {tokens_per_s:10.0f} tokens/s"
-            if name != "ours":
+            if name.startswith("ours,"):
+                line += f"   this / ours in 1 process = {tokens_per_s / results['ours']:.2f}x"
+            elif name != "ours":
                 line += f"   ours / this = {results['ours'] / tokens_per_s:.2f}x"
             if args.peak_tflops:
                 line += f"   MFU {tokens_per_s * k * n_params / (args.peak_tflops * 1e12):.1%}"

@@ -45,7 +45,7 @@ class AskApi(GenericAPIView):
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
         if isinstance(exc, handover.ModelUnavailable):
-            response["Retry-After"] = str(handover.ask_retry_after())
+            response["Retry-After"] = str(handover.ask_retry_after(exc))
         return response
 
     @extend_schema(request=AskSerializer, responses={200: AskResponseSerializer})
@@ -101,7 +101,13 @@ class ModelVersionPromoteApi(GenericAPIView):
     def post(self, request, version_id: int):
         version = selectors.model_version_get_for_user(user=request.user, version_id=version_id)
         version = registry.model_version_deploy(version_id=version.pk, actor=request.user)
-        return Response(self.get_serializer(version).data)
+        return Response(_with_backend_outcome(self.get_serializer(version).data, version))
+
+
+def _with_backend_outcome(data: dict, version) -> dict:
+    """A deploy's answer says what it did on the version's server: adapter loaded, adapters unloaded."""
+    outcome = getattr(version, "backend_outcome", None)
+    return {**data, "backend_outcome": outcome.as_dict() if outcome is not None else None}
 
 
 class ModelVersionRollbackApi(GenericAPIView):
@@ -115,7 +121,7 @@ class ModelVersionRollbackApi(GenericAPIView):
         version = registry.model_version_rollback(
             project=version.project, actor=request.user, to_version_id=version.pk
         )
-        return Response(self.get_serializer(version).data)
+        return Response(_with_backend_outcome(self.get_serializer(version).data, version))
 
 
 class TrainingRunListCreateApi(GenericAPIView):

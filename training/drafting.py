@@ -2,8 +2,11 @@
 
 Drafting never holds a lock while the model generates: it reads ids, generates, then stores each item's
 drafts through `annotation.workflow.item_drafts_store`, which locks the item and re-checks its state.
+A version generates in this process or on its OpenAI-compatible server (`backends`); a server that is
+down or overloaded leaves the items it could not draft undrafted, and the task comes back later.
 """
 
+import logging
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -15,11 +18,14 @@ from annotation.services import DRAFTS_GENERATE
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store, item_lock, item_write
 from core.hooks import task_send_on_commit
 
+from .engine import remote
 from .engine.prompts import Prompt
 from .model_cache import ModelSpec
 from .models import ModelVersion
 from .registry import generation_settings, model_spec
 from .selectors import model_version_deployed
+
+logger = logging.getLogger(__name__)
 
 
 def project_drafting_request(*, project_id: int) -> None:
@@ -53,16 +59,48 @@ class Generated:
 
 
 def generate(version: ModelVersion, prompts: list[Prompt]) -> list[list[Generated]]:
-    """The version's candidates (best first) for each prompt, generated in this (worker) process."""
+    """The version's candidates (best first) for each prompt, in this (worker) process or on its server;
+    a server that fails raises its `remote.RemoteError`."""
+    outcomes = generate_each(version, prompts)
+    for outcome in outcomes:
+        if isinstance(outcome, remote.RemoteError):
+            raise outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def generate_each(version: ModelVersion, prompts: list[Prompt]) -> list[list[Generated] | remote.RemoteError]:
+    """Like `generate`, but a prompt the server failed on gets its error and the others their drafts."""
     gen = generation_settings(version.generation)
-    drafts = drafts_generate(
-        model_spec(version), prompts, **gen.draft_kwargs(num_candidates=version.project.draft_candidates)
-    )
-    return [[Generated(clean_text(c.text), c.confidence) for c in draft.candidates] for draft in drafts]
+    kwargs = gen.draft_kwargs(num_candidates=version.project.draft_candidates)
+    drafts = drafts_generate(model_spec(version), prompts, strict=False, **kwargs)
+    return [
+        d
+        if isinstance(d, remote.RemoteError)
+        else [Generated(clean_text(c.text), c.confidence) for c in d.candidates]
+        for d in drafts
+    ]
 
 
-def drafts_generate(spec: ModelSpec, prompts: list[Prompt], **draft_kwargs) -> list:
-    """The model's drafts for the prompts, generated in this (worker) process under the model cache's lock."""
+def drafts_generate(
+    spec: ModelSpec,
+    prompts: list[Prompt],
+    *,
+    strict: bool = True,
+    deadline: float | None = None,
+    **draft_kwargs,
+) -> list:
+    """The model's drafts for the prompts: on the version's server (bounded concurrent requests), or in
+    this (worker) process under the model cache's lock. `strict`: a server's failure raises; otherwise
+    it takes the failed prompt's place in the list."""
+    if spec.server is not None:
+        client = remote.RemoteClient(spec.server)
+        drafts = remote.draft(
+            client, prompts, system_prompt=spec.system_prompt, deadline=deadline, **draft_kwargs
+        )
+        failed = next((d for d in drafts if isinstance(d, remote.RemoteError)), None)
+        if strict and failed is not None:
+            raise failed
+        return drafts
     from . import model_cache
 
     with model_cache.lock:
@@ -82,6 +120,9 @@ class DraftingProgress:
     drafted: int
     remaining: int
     model_version: int | None
+    # The version's server failed on some items: come back after this many seconds (the items wait).
+    retry_after: float | None = None
+    error: str = ""
 
 
 def drafts_generate_next(*, project_id: int, limit: int | None = None) -> DraftingProgress:
@@ -100,14 +141,17 @@ def drafts_generate_next(*, project_id: int, limit: int | None = None) -> Drafti
         .order_by("-priority", "pk")
         .values_list("pk", "input", "system", "messages", "tools")[:limit]
     )
-    drafted = 0
+    drafted, failure = 0, None
     if rows:
         prompts = [
             item_prompt(project, messages=messages or single_turn(text), system=system, tools=tools)
             for _, text, system, messages, tools in rows
         ]
-        drafts = generate(version, prompts)
+        drafts = generate_each(version, prompts)
         for (item_id, *_), draft in zip(rows, drafts, strict=True):
+            if isinstance(draft, remote.RemoteError):
+                failure = failure or draft
+                continue
             item = item_drafts_store(
                 item_id=item_id,
                 model_version_id=version.pk,
@@ -117,7 +161,12 @@ def drafts_generate_next(*, project_id: int, limit: int | None = None) -> Drafti
                 drafted += 1
                 if item.low_confidence and project.route_low_confidence_to_expert:
                     item_route_to_expert(item_id=item.pk)
-    return DraftingProgress(drafted, undrafted_items(project_id=project_id).count(), version.pk)
+    remaining = undrafted_items(project_id=project_id).count()
+    if failure is not None:
+        logger.warning("drafting project %s: the model server failed: %s", project_id, failure)
+        retry_after = getattr(failure, "retry_after", None) or remote.DEFAULT_COOLDOWN_S
+        return DraftingProgress(drafted, remaining, version.pk, retry_after, str(failure))
+    return DraftingProgress(drafted, remaining, version.pk)
 
 
 def item_route_to_expert(*, item_id: int) -> Item | None:

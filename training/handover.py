@@ -2,19 +2,23 @@
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from annotation.dataio.conversation import single_turn
 from annotation.models import Item, ItemSource, Project
 from annotation.services import audit_record, item_content_hash, items_create, stored_user
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 from core.errors import ApplicationError
 
-from .drafting import item_route_to_expert
-from .models import HandoverTicket, ModelVersion
+from .drafting import clean_text, drafts_generate, item_prompt, item_route_to_expert
+from .engine import remote
+from .models import Backend, HandoverTicket, ModelVersion
+from .registry import generation_settings, model_spec
 from .selectors import model_version_deployed
 
 logger = logging.getLogger(__name__)
@@ -57,7 +61,15 @@ def check_question(question: str) -> str:
 
 
 def ask_model(*, version: ModelVersion, question: str) -> dict:
-    """Send the question to a gpu worker and wait a bounded time for its candidates, or ModelUnavailable."""
+    """The version's candidates for the question within HANDOVER_ASK_TIMEOUT, or ModelUnavailable.
+
+    A version on a server is asked from this (web) process: the work is the server's, so a hop through
+    the broker and a gpu worker would add latency and hold a worker that only waits on the network.
+    The long-request thread pool bounds how many web threads wait, the deadline how long each waits,
+    and the circuit breaker answers at once (503, Retry-After) while the server is known to be down.
+    An in-process version goes to a gpu worker, which holds the model."""
+    if version.backend == Backend.OPENAI:
+        return ask_server(version=version, question=question)
     from celery import current_app
     from celery.exceptions import TimeoutError as CeleryTimeout
 
@@ -86,7 +98,36 @@ def ask_model(*, version: ModelVersion, question: str) -> dict:
         result.forget()
 
 
-def ask_retry_after() -> int:
+def ask_server(*, version: ModelVersion, question: str) -> dict:
+    """Ask the version's server directly (see `ask_model`), bounded by HANDOVER_ASK_TIMEOUT in all."""
+    prompt = item_prompt(version.project, messages=single_turn(question))
+    gen = generation_settings(version.generation)
+    kwargs = gen.draft_kwargs(num_candidates=version.project.draft_candidates)
+    deadline = time.monotonic() + settings.HANDOVER_ASK_TIMEOUT
+    try:
+        draft = drafts_generate(model_spec(version), [prompt], deadline=deadline, **kwargs)[0]
+    except remote.ServerUnavailable as exc:
+        logger.warning("ask: version %s's server is unavailable: %s", version.pk, exc)
+        raise ModelUnavailable(
+            "The model server is not answering; try again shortly.",
+            details={"retry_after": max(1, math.ceil(exc.retry_after))},
+        ) from None
+    except remote.RemoteError as exc:  # it answered, but refused: say so without its internals
+        logger.warning("ask: version %s's server refused the question: %s", version.pk, exc)
+        raise ModelUnavailable(
+            f"The model server refused the question ({exc.status}); try again shortly.",
+            details={"retry_after": ask_retry_after()},
+        ) from None
+    return {
+        "model_version": version.pk,
+        "candidates": [{"text": clean_text(c.text), "confidence": c.confidence} for c in draft.candidates],
+    }
+
+
+def ask_retry_after(exc: ApplicationError | None = None) -> int:
+    """Seconds a client should wait after a 503: what the failure said, else the ask timeout."""
+    if exc is not None and isinstance(exc.details, dict) and exc.details.get("retry_after"):
+        return int(exc.details["retry_after"])
     return max(1, math.ceil(settings.HANDOVER_ASK_TIMEOUT))
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .base_model import adapter_ready, base_model_ready
+from .engine.remote import ServerConfig
 
 if TYPE_CHECKING:
     from .engine.inference import Drafter
@@ -16,13 +17,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model version needs from the worker: a base model, an optional adapter, a template."""
+    """What a model version needs from the worker: a base model, an optional adapter, a template; or,
+    for a version on an OpenAI-compatible server, that server (`server`; nothing is loaded here then)."""
 
     version_id: int
     base_model: str
     adapter_path: str = ""
     prompt_template: str = "{input}"
     system_prompt: str | None = None
+    server: ServerConfig | None = None
 
     @property
     def adapter_name(self) -> str | None:

@@ -13,13 +13,31 @@ class ModelVersionStatus(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
+class Backend(models.TextChoices):
+    """Where a version generates: in the worker process, or on an OpenAI-compatible server."""
+
+    LOCAL = "local", _("In-process (transformers)")
+    OPENAI = "openai", _("OpenAI-compatible server")
+
+
 class ModelVersion(models.Model):
     project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="model_versions")
     name = models.CharField(max_length=200)
-    base_model = models.CharField(max_length=500, help_text=_("A local Hugging Face model directory."))
+    # For an `openai` version: the same weights as a local directory, to train from it (may be blank).
+    base_model = models.CharField(
+        max_length=500, blank=True, help_text=_("A local Hugging Face model directory.")
+    )
     adapter_path = models.CharField(max_length=500, blank=True)
     prompt_template = models.TextField(default="{input}")
     generation = models.JSONField(default=dict, blank=True)
+    backend = models.CharField(max_length=10, choices=Backend.choices, default=Backend.LOCAL)
+    # The `openai` backend (training/backends.py): the server's root URL, the model name requests ask for
+    # (a LoRA version: the adapter's name on the server), the API key, and how to talk to it
+    # (`backends.BackendOptions`). The key is write-only: never in API answers, audit data or messages.
+    server_url = models.CharField(max_length=500, blank=True)
+    server_model = models.CharField(max_length=200, blank=True)
+    server_api_key = models.CharField(max_length=500, blank=True)
+    server_options = models.JSONField(default=dict, blank=True)
     status = models.CharField(
         max_length=20, choices=ModelVersionStatus.choices, default=ModelVersionStatus.CANDIDATE
     )

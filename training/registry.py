@@ -17,9 +17,10 @@ from annotation.services import DRAFTS_GENERATE, audit_record, stored_user
 from core.errors import ApplicationError, Conflict, NotFound
 from core.hooks import task_send_on_commit
 
+from . import backends
 from .base_model import default_base_model, model_files_check
 from .model_cache import ModelSpec
-from .models import ModelVersion, ModelVersionStatus
+from .models import Backend, ModelVersion, ModelVersionStatus
 from .runs.status import runs_mark_promoted
 from .selectors import model_version_deployed
 from .versions import model_version_write
@@ -83,7 +84,9 @@ def generation_settings(raw: dict | None) -> GenerationSettings:
     return gen
 
 
-def model_spec(version: ModelVersion) -> ModelSpec:
+def model_spec(version: ModelVersion, *, in_process: bool = False) -> ModelSpec:
+    """What generating with `version` needs; `in_process`: from its local files even when it is served
+    (evaluation does that when the candidate cannot be served yet, see runs.evaluate)."""
     gen = generation_settings(version.generation)
     return ModelSpec(
         version_id=version.pk,
@@ -91,10 +94,10 @@ def model_spec(version: ModelVersion) -> ModelSpec:
         adapter_path=version.adapter_path,
         prompt_template=version.prompt_template,
         system_prompt=gen.system_prompt or None,
+        server=None if in_process else backends.server_config(version),
     )
 
 
-@transaction.atomic
 def model_version_register(
     *,
     project: Project,
@@ -104,19 +107,40 @@ def model_version_register(
     adapter_path: str = "",
     prompt_template: str = "{input}",
     generation: dict | None = None,
+    backend: str = Backend.LOCAL,
+    server_url: str = "",
+    server_model: str = "",
+    server_api_key: str = "",
+    server_options: dict | None = None,
+    check_server: bool = True,
 ) -> ModelVersion:
     """A new candidate version (project admins; actor None is the system, e.g. training or seed_demo).
 
-    No base model means the default one. The directories must look loadable (400 naming the path and
-    what is missing), except the tiny default, which the worker builds when it first needs it."""
+    In-process (`local`): no base model means the default one; the directories must look loadable (400
+    naming the path and what is missing), except the tiny default, which the worker builds when it first
+    needs it. On a server (`openai`): the server must answer `/v1/models` listing the model (a LoRA
+    version's adapter is loaded at deploy, so only the server is asked) and return logprobs, else 400
+    with what it said; a base model is optional (the local copy of the weights to train from) and
+    checked when given; `adapter_path` is the adapter as the server reads it. `check_server=False`
+    skips asking the server (a run's candidate, registered under the run's lock; deploy checks it)."""
     if actor is not None:
         check_project_admin(user=actor, project=project)
     gen = generation_settings(generation)
     if "{input}" not in prompt_template:
         raise ApplicationError("prompt_template: must contain {input}.", details={"prompt_template": []})
-    base_model = base_model or default_base_model()
-    model_files_check(base_model=base_model, adapter_path=adapter_path)
-    version = ModelVersion.objects.create(
+    served = backends.backend_fields(
+        backend=backend,
+        server_url=server_url,
+        server_model=server_model,
+        server_api_key=server_api_key,
+        server_options=server_options,
+    )
+    if served.backend == Backend.LOCAL:
+        base_model = base_model or default_base_model()
+        model_files_check(base_model=base_model, adapter_path=adapter_path)
+    elif base_model:
+        model_files_check(base_model=base_model)
+    version = ModelVersion(
         project=project,
         name=name,
         base_model=base_model,
@@ -124,15 +148,27 @@ def model_version_register(
         prompt_template=prompt_template,
         generation=asdict(gen),
         created_by=stored_user(actor),
+        **asdict(served),
     )
-    audit_record(
-        actor=actor,
-        action="model_version.register",
-        target=version,
-        project=project,
-        to_state=version.status,
-        data={"base_model": version.base_model, "adapter_path": adapter_path},
-    )
+    if check_server and served.backend == Backend.OPENAI:
+        # Before any transaction: the server may take seconds to answer, and nothing is locked yet.
+        backends.server_check(backends.server_config(version), adapter=bool(adapter_path))
+    with transaction.atomic():
+        version.save()
+        audit_record(
+            actor=actor,
+            action="model_version.register",
+            target=version,
+            project=project,
+            to_state=version.status,
+            data={
+                "base_model": version.base_model,
+                "adapter_path": adapter_path,
+                "backend": version.backend,
+                **({"server_url": version.server_url, "server_model": version.server_model}
+                   if version.backend == Backend.OPENAI else {}),
+            },
+        )  # fmt: skip
     return version
 
 
@@ -143,22 +179,29 @@ def model_version_deploy(
 
     Locks the project row, so concurrent deploys of one project happen one after the other. On commit,
     drafting of the project's undrafted items starts with the new version. A version whose directories
-    cannot load is refused (400), as at registration.
+    cannot load is refused (400), as at registration. A version on a server is checked there first
+    (before the lock: the server may be slow), and a LoRA version's adapter is loaded into the running
+    server, or the deploy is refused with the serve command that would serve it (`backends`). Once the
+    deploy commits, the retired version's adapter is unloaded from its server. What happened on the
+    server is on the returned instance as `backend_outcome` (a `backends.DeployOutcome`).
     """
+    version = ModelVersion.objects.filter(pk=version_id).select_related("project").first()
+    if version is None:
+        raise NotFound("Model version not found.")
+    if actor is not None:
+        check_project_admin(user=actor, project=version.project)
+    outcome = backends.DeployOutcome()
+    if version.status not in (ModelVersionStatus.DEPLOYED, ModelVersionStatus.REJECTED):
+        _files_check(version)
+        outcome = backends.deploy_prepare(version)
     with transaction.atomic():
-        version = ModelVersion.objects.filter(pk=version_id).select_related("project").first()
-        if version is None:
-            raise NotFound("Model version not found.")
-        if actor is not None:
-            check_project_admin(user=actor, project=version.project)
         project = Project.objects.select_for_update(no_key=True).get(pk=version.project_id)
         version = ModelVersion.objects.get(pk=version_id)  # re-read under the lock
+        version.backend_outcome = outcome
         if version.status == ModelVersionStatus.DEPLOYED:
             return version
         if version.status == ModelVersionStatus.REJECTED:
             raise Conflict(f"Version '{version.name}' was rejected; it cannot be deployed.", code="rejected")
-        # Its files may have gone since registration (a moved directory, a cleaned-up run).
-        model_files_check(base_model=version.base_model, adapter_path=version.adapter_path)
         current = model_version_deployed(project_id=project.pk)
         if current is not None:
             current.project = project
@@ -180,7 +223,21 @@ def model_version_deploy(
         )
         runs_mark_promoted(version=version, actor=actor)
         task_send_on_commit(DRAFTS_GENERATE, project.pk)  # the new version drafts the waiting items
+        if backends.adapter_to_release(current, deployed=version):
+            deployed = version
+            transaction.on_commit(
+                lambda: backends.adapter_release(current, deployed=deployed, outcome=outcome)
+            )
         return version
+
+
+def _files_check(version: ModelVersion) -> None:
+    """Its files may have gone since registration (a moved directory, a cleaned-up run). A served
+    version's adapter is the server's to read; its base model, when it names one, is checked here."""
+    if version.backend == Backend.LOCAL:
+        model_files_check(base_model=version.base_model, adapter_path=version.adapter_path)
+    elif version.base_model:
+        model_files_check(base_model=version.base_model)
 
 
 def model_version_rollback(

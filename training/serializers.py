@@ -7,7 +7,7 @@ from rest_framework import serializers
 from core.serializers import StrictSerializer
 
 from .engine.config import METHODS
-from .models import HandoverTicket, ModelVersion, TrainingRun
+from .models import Backend, HandoverTicket, ModelVersion, TrainingRun
 from .selectors import ticket_answer, ticket_status
 
 
@@ -56,6 +56,9 @@ class TicketSerializer(serializers.ModelSerializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
+    # The API key is write-only: an answer says whether one is set, never what it is.
+    server_api_key_set = serializers.SerializerMethodField()
+
     class Meta:
         model = ModelVersion
         fields = [
@@ -66,11 +69,19 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "adapter_path",
             "prompt_template",
             "generation",
+            "backend",
+            "server_url",
+            "server_model",
+            "server_api_key_set",
+            "server_options",
             "status",
             "created_at",
             "deployed_at",
         ]
-        read_only_fields = ["id", "project", "status", "created_at", "deployed_at"]
+        read_only_fields = fields
+
+    def get_server_api_key_set(self, version) -> bool:
+        return bool(version.server_api_key)
 
 
 class ModelVersionCreateSerializer(StrictSerializer):
@@ -79,6 +90,13 @@ class ModelVersionCreateSerializer(StrictSerializer):
     adapter_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
     prompt_template = serializers.CharField(required=False)
     generation = serializers.DictField(required=False)
+    backend = serializers.ChoiceField(choices=Backend.choices, required=False)
+    server_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    server_model = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    server_api_key = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, write_only=True, trim_whitespace=True
+    )
+    server_options = serializers.DictField(required=False)
 
 
 class TrainingRunCreateSerializer(StrictSerializer):

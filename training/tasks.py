@@ -19,20 +19,28 @@ def project_drafts_generate(project_id: int) -> dict:
     """Draft one chunk of the project's undrafted items, report progress, and send itself for the rest.
 
     One chunk per task keeps the gpu queue fair: an `ask` waits for at most one chunk, not a whole import.
+    When the version's server fails (down, overloaded, circuit open), the items it could not draft stay
+    undrafted and the task sends itself again after the server's Retry-After (or the circuit's cooldown),
+    so no worker waits on a dead server and nothing is lost.
     """
     progress = drafting.drafts_generate_next(project_id=project_id)
     if progress.model_version is None:
         return {"drafted": 0, "remaining": progress.remaining}
     payload = {"drafted": progress.drafted, "remaining": progress.remaining}
+    if progress.retry_after is not None:
+        payload["retry_after"] = progress.retry_after
     project_event_send(project_id, "drafting", {**payload, "model_version": progress.model_version})
-    if progress.remaining and progress.drafted:
+    if progress.retry_after is not None:
+        project_drafts_generate.apply_async((project_id,), countdown=progress.retry_after)
+    elif progress.remaining and progress.drafted:
         project_drafts_generate.delay(project_id)
     return payload
 
 
 @shared_task
 def ask_generate(model_version_id: int, question: str) -> dict:
-    """The candidates (best first) of one version for one question; the web process applies the threshold."""
+    """The candidates (best first) of one version for one question; the web process applies the threshold.
+    (A version on a server is asked by the web process itself, `handover.ask_model`.)"""
     version = ModelVersion.objects.select_related("project").get(pk=model_version_id)
     prompt = drafting.item_prompt(version.project, messages=single_turn(question))
     candidates = drafting.generate(version, [prompt])[0]

@@ -27,9 +27,43 @@ def _project_or_404(request, project_id: int):
         raise Http404 from None
 
 
+REGISTER_FIELDS = (
+    "name",
+    "backend",
+    "base_model",
+    "adapter_path",
+    "server_url",
+    "server_model",
+    "server_api_key",
+)
+
+
 @login_required
 def project_models(request, project_id: int):
+    """The project's versions, hand-overs, and (admins) a form to register a version: in-process, or
+    on an OpenAI-compatible server (URL, model name, API key, options)."""
     project = _project_or_404(request, project_id)
+    is_admin = Role.ADMIN in user_roles(user=request.user, project=project)
+    form = {}
+    if request.method == "POST":
+        form = {name: request.POST.get(name, "").strip() for name in REGISTER_FIELDS}
+        try:
+            options = json.loads(request.POST.get("server_options") or "{}")
+            version = registry.model_version_register(
+                project=project, actor=request.user, server_options=options,
+                **{k: v for k, v in form.items() if v or k == "name"},
+            )  # fmt: skip
+        except json.JSONDecodeError as exc:
+            messages.error(request, _("Server options: not JSON (%(error)s).") % {"error": exc})
+        except NotAllowed as exc:
+            raise PermissionDenied(exc.message) from None
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, _("Version %(name)s is registered.") % {"name": version.name})
+            return redirect("project-models", project.pk)
+        form.pop("server_api_key", None)  # never sent back into the page
+        form["server_options"] = request.POST.get("server_options", "")
     tickets = list(
         HandoverTicket.objects.filter(project=project).select_related("item__current_revision")[:20]
     )
@@ -41,9 +75,17 @@ def project_models(request, project_id: int):
             "versions": selectors.model_versions_of(project_id=project.pk),
             "undrafted": drafting.undrafted_items(project_id=project.pk).count(),
             "tickets": [(t, selectors.ticket_status(t)) for t in tickets],
-            "is_admin": Role.ADMIN in user_roles(user=request.user, project=project),
+            "is_admin": is_admin,
+            "form": form,
         },
     )
+
+
+def _deployed_message(version) -> str:
+    """The deploy's outcome in words: drafting has started, and what happened on the model server."""
+    outcome = getattr(version, "backend_outcome", None)
+    notes = " ".join(outcome.messages) if outcome is not None else ""
+    return f"{_('Deployed. Drafting of new items has started.')} {notes}".strip()
 
 
 @login_required
@@ -52,9 +94,11 @@ def model_version_act(request, project_id: int, version_id: int, action: str):
     project = _project_or_404(request, project_id)
     try:
         if action == "deploy":
-            registry.model_version_deploy(version_id=version_id, actor=request.user)
+            version = registry.model_version_deploy(version_id=version_id, actor=request.user)
         elif action == "rollback":
-            registry.model_version_rollback(project=project, actor=request.user, to_version_id=version_id)
+            version = registry.model_version_rollback(
+                project=project, actor=request.user, to_version_id=version_id
+            )
         else:
             raise Http404
     except NotAllowed as exc:
@@ -62,7 +106,7 @@ def model_version_act(request, project_id: int, version_id: int, action: str):
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, _("Deployed. Drafting of new items has started."))
+        messages.success(request, _deployed_message(version))
     return redirect("project-models", project.pk)
 
 
@@ -129,7 +173,7 @@ def training_run(request, project_id: int, run_id: int):
                 (name, run.metrics.get("candidate", {}).get(key), run.metrics.get("baseline", {}).get(key))
                 for key, name in (("rouge_l", "ROUGE-L"), ("bleu", "BLEU"), ("exact_match", _("Exact match")),
                                   ("f1", _("Token F1")))
-            ] if run.metrics else [],
+            ] if run.metrics.get("candidate") else [],
         },
     )  # fmt: skip
 
@@ -145,9 +189,9 @@ def training_run_act(request, project_id: int, run_id: int, action: str):
         elif action == "reject":
             run_status.training_run_reject(run_id=run.pk, actor=request.user)
         elif action == "promote" and run.candidate_id:
-            registry.model_version_deploy(version_id=run.candidate_id, actor=request.user)
+            version = registry.model_version_deploy(version_id=run.candidate_id, actor=request.user)
         elif action == "rollback":
-            registry.model_version_rollback(project=project, actor=request.user)
+            version = registry.model_version_rollback(project=project, actor=request.user)
         else:
             raise Http404
     except NotAllowed as exc:
@@ -157,5 +201,7 @@ def training_run_act(request, project_id: int, run_id: int, action: str):
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, _("Done."))
+        messages.success(
+            request, _deployed_message(version) if action in ("promote", "rollback") else _("Done.")
+        )
     return redirect("training-run", project.pk, run_id)

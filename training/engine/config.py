@@ -5,6 +5,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METHODS = ("lora", "freeze", "full")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+class UnsupportedSetting(ValueError):
+    """A setting this machine cannot honour (fp16 or QLoRA without CUDA, more processes than GPUs), said
+    in a person's words with the setting's name; the run fails with it as its reason."""
 
 
 @dataclass
@@ -19,7 +25,7 @@ class TrainConfig:
     learning_rate: float = 2e-4
     epochs: float = 3.0
     max_steps: int | None = None  # overrides epochs when set
-    batch_size: int = 8
+    batch_size: int = 8  # per process: a step sees batch_size × num_processes × grad_accum samples
     grad_accum: int = 1
     max_seq_len: int = 1024
     # Loss on the reply only (True), or on every assistant turn of a conversation (False), as
@@ -30,8 +36,17 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 42
-    bf16: bool = False  # CUDA only; ignored elsewhere
+    # no | bf16 (CUDA with bf16 support, or the CPU's autocast) | fp16 (CUDA only, with loss scaling)
+    mixed_precision: str = "no"
     gradient_checkpointing: bool = False  # trades compute for memory; worth it only on GPU with long texts
+    # Processes that train together (torchrun): DDP for lora, FSDP for freeze/full; one per GPU on CUDA,
+    # gloo processes on a CPU. 1 trains in the calling process, as before.
+    num_processes: int = 1
+    qlora: bool = False  # lora over a 4-bit (NF4) base through bitsandbytes; CUDA only
+    # Eval loss on the run's eval split every N steps (0: never); the best model is the result.
+    eval_every: int = 0
+    early_stopping_patience: int = 0  # stop after this many evaluations without improvement (0: never)
+    early_stopping_min_delta: float = 0.0  # an improvement must lower the eval loss by more than this
     checkpoint_every: int = 0  # 0: checkpoint only when stopped
     prompt_template: str = "{input}"  # used when the model has no chat template, as in Drafter
     system_prompt: str | None = None  # for samples without a system prompt of their own
@@ -42,9 +57,30 @@ class TrainConfig:
             raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
         if self.batch_size < 1 or self.grad_accum < 1 or self.max_seq_len < 2:
             raise ValueError("batch_size, grad_accum must be positive and max_seq_len at least 2")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"mixed_precision must be one of {MIXED_PRECISION}, not {self.mixed_precision!r}"
+            )
+        if self.num_processes < 1:
+            raise ValueError("num_processes must be at least 1")
+        if self.qlora and self.method != "lora":
+            raise ValueError(f"qlora trains a LoRA adapter over a 4-bit base; method is {self.method!r}")
+        if self.eval_every < 0 or self.early_stopping_patience < 0:
+            raise ValueError("eval_every and early_stopping_patience must not be negative")
+        if self.early_stopping_patience and not self.eval_every:
+            raise ValueError("early_stopping_patience needs eval_every: stopping is decided on eval loss")
+
+    @property
+    def global_batch(self) -> int:
+        """The samples one optimizer step learns from, whatever the split into processes and micro-batches."""
+        return self.batch_size * self.num_processes * self.grad_accum
 
     @classmethod
     def from_dict(cls, values: Mapping) -> "TrainConfig":
+        values = dict(values)
+        # `bf16: true` is how runs launched before mixed_precision asked for bf16 autocast.
+        if values.pop("bf16", False) and values.get("mixed_precision", "no") == "no":
+            values["mixed_precision"] = "bf16"
         return cls(**values)
 
 

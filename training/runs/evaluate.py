@@ -1,12 +1,25 @@
-"""Stage 3 of a run: candidate and baseline answer the held-out prompts; metrics, and the gate."""
+"""Stage 3 of a run: candidate and baseline answer the held-out prompts; metrics, and the gate.
+
+Each answers through its version's backend: the baseline (the deployed version) in-process or on its
+server; the candidate likewise, where a LoRA of a served version is loaded into the server for the
+evaluation (and unloaded after it; a deploy loads it again). A candidate the server cannot serve yet
+(no dynamic adapter loading, or a full model) answers in-process from its local files. When the two
+then run on different runtimes the comparison includes them; on the same weights in float32, llama.cpp
+and transformers choose the same greedy tokens (tests/engine/test_gguf_export.py).
+`metrics["evaluated_on"]` records where each side answered, and why the candidate did not use its server.
+"""
 
 from __future__ import annotations
 
 from django.db import transaction
 
+from core.errors import ApplicationError
+
+from .. import backends
 from ..drafting import clean_text, drafts_generate
 from ..model_cache import ModelSpec
 from ..models import (
+    Backend,
     ModelVersionStatus,
     RunStatus,
     SnapshotSplit,
@@ -28,6 +41,25 @@ def _baseline_spec(run: TrainingRun) -> ModelSpec:
     if run.baseline is not None:
         return model_spec(run.baseline)
     return ModelSpec(version_id=0, base_model=run.base_model)  # no deployed version: the bare base model
+
+
+def _evaluation_specs(run: TrainingRun) -> tuple[ModelSpec, ModelSpec, dict]:
+    """How candidate and baseline generate for the evaluation, and a note of it (module docstring)."""
+    baseline = _baseline_spec(run)
+    note = {
+        "baseline": baseline.server.base_url if baseline.server else "in-process",
+        "candidate": "in-process",
+    }
+    candidate = run.candidate
+    if candidate.backend != Backend.OPENAI:
+        return model_spec(candidate), baseline, note
+    try:
+        outcome = backends.deploy_prepare(candidate)
+    except ApplicationError as exc:
+        note["why"] = f"its server cannot serve it yet: {exc.message}"
+        return model_spec(candidate, in_process=True), baseline, note
+    note.update(candidate=candidate.server_url, adapter=outcome.adapter)
+    return model_spec(candidate), baseline, note
 
 
 def gate_check(*, candidate: dict, baseline: dict, floor: float, tolerance: float) -> list[str]:
@@ -55,10 +87,15 @@ def _evaluate(run: TrainingRun) -> str:
     prompts = [sample_prompt(project, r) for r in rows]
     references = [r.output for r in rows]
     max_new = generation_settings(run.candidate.generation).max_new_tokens
+    candidate_spec, baseline_spec, evaluated_on = _evaluation_specs(run)
     _heartbeat(run.pk)
-    candidate_out = _greedy(model_spec(run.candidate), prompts, max_new_tokens=max_new)
+    try:
+        candidate_out = _greedy(candidate_spec, prompts, max_new_tokens=max_new)
+    finally:
+        if evaluated_on.get("adapter") == "loaded":  # loaded for this evaluation; a deploy loads it again
+            backends.adapter_unload(run.candidate)
     _heartbeat(run.pk)
-    baseline_out = _greedy(_baseline_spec(run), prompts, max_new_tokens=max_new)
+    baseline_out = _greedy(baseline_spec, prompts, max_new_tokens=max_new)
     _heartbeat(run.pk)
     cand, base = evaluate(candidate_out, references), evaluate(baseline_out, references)
     samples = [
@@ -92,14 +129,15 @@ def _evaluate(run: TrainingRun) -> str:
         run = _run_lock(run.pk)
         if run.status != RunStatus.EVALUATING:
             return run.status
-        metrics = {"candidate": cand, "baseline": base}
+        metrics = {"candidate": cand, "baseline": base, "evaluated_on": evaluated_on}
+        recorded = {**run.metrics, **metrics}  # beside what training wrote (eval loss, why it stopped)
         if run.cancel_requested:
             _run_write(
                 run,
                 actor=None,
                 to_status=RunStatus.CANCELLED,
                 reason="cancelled by an admin",
-                metrics=metrics,
+                metrics=recorded,
                 sample_outputs=samples,
                 gate=gate,
             )
@@ -110,7 +148,7 @@ def _evaluate(run: TrainingRun) -> str:
                 actor=None,
                 to_status=RunStatus.REJECTED,
                 reason="; ".join(reasons),
-                metrics=metrics,
+                metrics=recorded,
                 sample_outputs=samples,
                 gate=gate,
             )
@@ -127,7 +165,7 @@ def _evaluate(run: TrainingRun) -> str:
             run,
             actor=None,
             to_status=RunStatus.HUMAN_EVAL,
-            metrics=metrics,
+            metrics=recorded,
             sample_outputs=samples,
             gate=gate,
         )

@@ -14,8 +14,9 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
+from ..backends import candidate_backend
 from ..base_model import base_model_ready
-from ..engine.config import TrainConfig, latest_checkpoint
+from ..engine.config import TrainConfig, UnsupportedSetting, latest_checkpoint
 from ..engine.model_files import ModelFilesError
 from ..models import (
     FINISHED_RUN_STATES,
@@ -88,7 +89,7 @@ def training_run_execute(*, run_id: int, on_step=None) -> str | None:
         if _finish_if_cancelled(run_id):
             return RunStatus.CANCELLED
         return _evaluate(run)
-    except ModelFilesError as exc:  # a person's mistake, said in a person's words
+    except (ModelFilesError, UnsupportedSetting) as exc:  # a person's mistake, said in a person's words
         logger.warning("training run %s failed: %s", run_id, exc)
         _fail(run_id, str(exc))
         return RunStatus.FAILED
@@ -99,7 +100,12 @@ def training_run_execute(*, run_id: int, on_step=None) -> str | None:
 
 
 def _train_samples(run: TrainingRun) -> list[dict]:
-    rows = run.snapshot.samples.filter(split=SnapshotSplit.TRAIN).order_by("item_id")
+    return _samples(run, SnapshotSplit.TRAIN)
+
+
+def _samples(run: TrainingRun, split: str) -> list[dict]:
+    """The split's samples as the trainer reads them: each conversation as drafting asks it."""
+    rows = run.snapshot.samples.filter(split=split).order_by("item_id")
     samples = []
     for row in rows.iterator(chunk_size=2000):
         prompt = sample_prompt(run.project, row)
@@ -116,7 +122,13 @@ def _model_settings(run: TrainingRun) -> tuple[str, dict]:
 
 
 def _train(run: TrainingRun, *, on_step=None) -> bool:
-    """Train, writing progress; True when the model is trained, False when cancelled."""
+    """Train, writing progress; True when the model is trained, False when cancelled.
+
+    One process trains here, in the worker. Several are torchrun's children (`engine.launch`): rank 0's
+    progress and evaluations come back through the same callbacks, and a cancel goes down as the stop
+    file that rank 0 reads and tells the others, so the run ends as it does in one process.
+    """
+    from ..engine.launch import train_in_processes
     from ..engine.trainer import train
 
     output = Path(run.output_dir)
@@ -133,9 +145,11 @@ def _train(run: TrainingRun, *, on_step=None) -> bool:
     )
     resume = latest_checkpoint(output / "train")
     curve = list(run.loss_curve)
+    evals = list(run.metrics.get("training", {}).get("eval_loss_curve", []))
     if resume is not None:
         resumed_step = int(resume.name.rsplit("-", 1)[1])
         curve = curve[:resumed_step]
+        evals = [e for e in evals if e[0] <= resumed_step]
         TrainingRun.objects.filter(pk=run.pk).update(resumed_from=[*run.resumed_from, str(resume)])
     last_write = [0.0]
 
@@ -160,29 +174,56 @@ def _train(run: TrainingRun, *, on_step=None) -> bool:
             run.project_id, "training_progress", {"run": run.pk, **values, "loss_curve_len": len(curve)}
         )
 
-    result = train(
+    def on_eval(step, eval_loss, best_step, best_eval_loss):
+        evals.append([step, eval_loss])
+        values = {
+            "step": step,
+            "eval_loss": eval_loss,
+            "best_step": best_step,
+            "best_eval_loss": best_eval_loss,
+        }
+        _heartbeat(run.pk, metrics={"training": _training_summary(evals, best_step, best_eval_loss)})
+        _event_send(run.project_id, "training_eval", {"run": run.pk, **values})
+
+    trainer = train_in_processes if config.num_processes > 1 else train
+    result = trainer(
         config,
         base_model_ready(run.base_model),
         _train_samples(run),
+        eval_samples=_samples(run, SnapshotSplit.EVAL) if config.eval_every else (),
         on_progress=on_progress,
+        on_eval=on_eval,
         should_stop=lambda: _cancel_requested(run.pk),
         resume_from=resume,
     )
     if result.stopped_early:
         _finish_if_cancelled(run.pk)
         return False
+    summary = _training_summary(result.eval_curve, result.best_step, result.best_eval_loss)
     candidate_register(
         run_id=run.pk,
         model_dir=str(result.model_dir),
         loss_curve=result.loss_curve,
         steps=result.steps,
         total_steps=result.total_steps,
+        training={**summary, "stop_reason": result.stop_reason, "early_stopped": result.early_stopped},
     )
     return True
 
 
+def _training_summary(evals: list, best_step: int | None, best_eval_loss: float | None) -> dict:
+    """What the run page and API show of training beside the loss curve (`metrics["training"]`)."""
+    return {"eval_loss_curve": evals, "best_step": best_step, "best_eval_loss": best_eval_loss}
+
+
 def candidate_register(
-    *, run_id: int, model_dir: str, loss_curve: list, steps: int, total_steps: int
+    *,
+    run_id: int,
+    model_dir: str,
+    loss_curve: list,
+    steps: int,
+    total_steps: int,
+    training: dict | None = None,
 ) -> None:
     """The trained model becomes a candidate ModelVersion; running → evaluating. Idempotent."""
     with transaction.atomic():
@@ -199,6 +240,10 @@ def candidate_register(
             adapter_path=model_dir if lora else "",
             prompt_template=prompt_template,
             generation=generation,
+            # A LoRA of a served version is served by the same server (its adapter loaded at deploy);
+            # the server is asked at deploy, not here under the run's lock.
+            **candidate_backend(run.baseline, run_id=run.pk, lora=lora),
+            check_server=False,
         )
         _run_write(
             run,
@@ -212,4 +257,5 @@ def candidate_register(
             total_steps=total_steps,
             heartbeat_at=timezone.now(),
             eta_s=0.0,
+            metrics={**run.metrics, "training": training or {}},
         )

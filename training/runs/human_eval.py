@@ -16,6 +16,7 @@ from django.utils import timezone
 from annotation.dataio.conversation import single_turn
 from annotation.models import Project
 from annotation.services import audit_record
+from core.errors import ApplicationError
 
 from ..models import (
     HumanEvalPair,
@@ -171,10 +172,13 @@ def human_eval_conclude(*, run_id: int) -> str | None:
         round_.result, round_.concluded_at = result, timezone.now()
         round_.save(update_fields=["result", "concluded_at"])
         audit_record(actor=None, action="human_eval.conclude", target=round_, project=project, data=result)
-        if better and agreed:
-            model_version_deploy(version_id=run.candidate_id, actor=None, action="model_version.promote")
-            return RunStatus.PROMOTED  # model_version_deploy ended the run through runs_mark_promoted
         why = [] if better else ["the candidate scored lower than the deployed model"]
+        if better and agreed:
+            try:
+                model_version_deploy(version_id=run.candidate_id, actor=None, action="model_version.promote")
+                return RunStatus.PROMOTED  # model_version_deploy ended the run through runs_mark_promoted
+            except ApplicationError as exc:  # e.g. its server cannot load the adapter: the admin decides
+                why.append(f"it could not be deployed: {exc.message}")
         if not agreed:
             why.append(
                 "raters agreed too little (alpha "

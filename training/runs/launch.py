@@ -21,7 +21,7 @@ from core.errors import ApplicationError, Conflict
 from core.hooks import task_send_on_commit
 
 from ..base_model import default_base_model, model_files_check
-from ..engine.config import METHODS, TrainConfig
+from ..engine.config import METHODS, MIXED_PRECISION, TrainConfig
 from ..models import (
     ACTIVE_RUN_STATES,
     TrainingRun,
@@ -47,6 +47,10 @@ def _coerce(name: str, value, default):
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return value
         raise ValueError("must be a module name pattern or a list of names")
+    if name in _CHOICES:
+        if value not in _CHOICES[name]:
+            raise ValueError(f"must be one of {', '.join(_CHOICES[name])}")
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("must be a number")
     number = type(default)(value)
@@ -71,7 +75,26 @@ _RANGES = {
     "max_grad_norm": (0.0, 1000.0),
     "seed": (0, 2**31 - 1),
     "checkpoint_every": (0, 10_000_000),
+    "num_processes": (1, 64),
+    "eval_every": (0, 10_000_000),
+    "early_stopping_patience": (0, 10_000),
+    "early_stopping_min_delta": (0.0, 1000.0),
 }
+_CHOICES = {"mixed_precision": MIXED_PRECISION}
+# Whether the gpu worker has CUDA, bf16 or enough GPUs is known only there: those refusals come from
+# the run (its reason on the run page), these from the launch.
+_TOGETHER = (
+    (
+        "qlora",
+        lambda v, method: not v["qlora"] or method == "lora",
+        "needs method lora (an adapter over a 4-bit base)",
+    ),
+    (
+        "early_stopping_patience",
+        lambda v, method: not v["early_stopping_patience"] or v["eval_every"],
+        "needs eval_every: stopping is decided on the eval loss",
+    ),
+)
 
 
 def hyperparameters_validate(*, method: str, values: dict | None) -> dict:
@@ -80,7 +103,7 @@ def hyperparameters_validate(*, method: str, values: dict | None) -> dict:
         raise ApplicationError(
             f"method: must be one of {', '.join(METHODS)}, not {method!r}.", details={"method": [method]}
         )
-    values = dict(values or {})
+    values = _legacy_bf16(dict(values or {}))
     unknown = sorted(set(values) - set(HYPERPARAMETERS))
     if unknown:
         raise ApplicationError(
@@ -88,7 +111,7 @@ def hyperparameters_validate(*, method: str, values: dict | None) -> dict:
             details={"hyperparameters": unknown},
         )
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in HYPERPARAMETERS}
-    merged = {**defaults, **settings.HANDOVER_TRAINING_DEFAULTS, **values}
+    merged = {**defaults, **_legacy_bf16(dict(settings.HANDOVER_TRAINING_DEFAULTS)), **values}
     out = {}
     for name, value in merged.items():
         try:
@@ -104,7 +127,28 @@ def hyperparameters_validate(*, method: str, values: dict | None) -> dict:
                 details={"hyperparameters": [name]},
             )
         out[name] = value
+    for name, holds, needs in _TOGETHER:
+        if not holds(out, method):
+            raise ApplicationError(
+                f"hyperparameters.{name}: {needs} ({out[name]!r}).", details={"hyperparameters": [name]}
+            )
     return out
+
+
+def _legacy_bf16(values: dict) -> dict:
+    """`bf16: true`, the older spelling of `mixed_precision: "bf16"`, still accepted (stored project
+    settings have it)."""
+    if "bf16" not in values:
+        return values
+    bf16 = values.pop("bf16")
+    if not isinstance(bf16, bool):
+        raise ApplicationError(
+            f"hyperparameters.bf16: must be true or false ({bf16!r}); mixed_precision says it now.",
+            details={"hyperparameters": ["bf16"]},
+        )
+    if bf16:
+        values.setdefault("mixed_precision", "bf16")
+    return values
 
 
 def project_settings_check(changes: dict) -> None:
@@ -161,6 +205,14 @@ def training_run_create(
                 "The project has no approved sample to train on.", code="no_samples", details={}
             )
         baseline = model_version_deployed(project_id=project.pk)
+        if not base_model and baseline is not None and not baseline.base_model:
+            # A version on a server may name no local copy of its weights; training needs one.
+            raise ApplicationError(
+                f"base_model: the deployed version '{baseline.name}' is served by {baseline.server_url} and "
+                "names no local base model directory to train from; give one with the launch.",
+                code="model_files",
+                details={"base_model": []},
+            )
         run = TrainingRun.objects.create(
             project=project,
             snapshot=snapshot,
