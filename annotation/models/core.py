@@ -96,6 +96,36 @@ class Project(models.Model):
         validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)],
         help_text=_("Krippendorff's alpha the human round must reach for automatic promotion."),
     )
+    training_objective = models.CharField(
+        _("training objective"),
+        max_length=24,
+        choices=[
+            ("sft", _("Supervised fine-tuning on approved answers")),
+            ("preference", _("Preference training (DPO) on judged pairs")),
+            ("sft_then_preference", _("Supervised fine-tuning, then preference training")),
+        ],
+        default="sft",
+        help_text=_("What a training run learns from; preference training starts from the deployed model."),
+    )
+    human_eval_mode = models.CharField(
+        _("human evaluation"),
+        max_length=10,
+        choices=[
+            ("rubric", _("Rubric scores")),
+            ("pairwise", _("Pairwise: candidate against deployed, blind")),
+            ("both", _("Rubric scores and pairwise")),
+        ],
+        default="rubric",
+    )
+    human_eval_min_win_rate = models.FloatField(
+        _("minimum win rate to promote"),
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_(
+            "A pairwise round promotes only when the candidate's win rate against the deployed model "
+            "(ties count half) reaches this."
+        ),
+    )
     training_hyperparameters = models.JSONField(
         _("training hyper-parameters"),
         default=dict,
