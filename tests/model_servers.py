@@ -53,6 +53,7 @@ class LlamaServer:
     port: int = field(default_factory=free_port)
     model: str = "tiny"
     api_key: str = API_KEY
+    threads: int = 1  # llama.cpp's compute threads (the tests leave the other core to the client)
     process: subprocess.Popen | None = None
     log: Path | None = None
 
@@ -65,7 +66,7 @@ class LlamaServer:
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.model,
             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--verbose", "false",
-            "--api_key", self.api_key, "--n_threads", "1",
+            "--api_key", self.api_key, "--n_threads", str(self.threads),
         ]  # fmt: skip
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(
