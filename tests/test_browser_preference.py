@@ -193,3 +193,22 @@ def test_the_leaderboard_draws_its_charts(page, live_asgi, people, project):
     }""")
     assert plotted["atPixel"] == pytest.approx(plotted["value"], abs=0.01)
     shot(page, "leaderboard")
+
+
+def test_the_leaderboard_loads_the_form_that_pairs_two_model_versions(page, live_asgi, people, project):
+    # The form is the training layer's, fetched by htmx from its URL (review imports no training).
+    from tests.test_training_support import small_model_path
+    from training.registry import model_version_register
+
+    for name in ("nordlicht-v1", "nordlicht-v2"):
+        model_version_register(project=project, actor=None, name=name, base_model=str(small_model_path()))
+    log_in(page, live_asgi, "admin")
+    page.goto(f"{live_asgi}/projects/{project.pk}/leaderboard/")
+    form = page.locator("#versions-compare form")
+    expect(form).to_be_visible()
+    expect(form.locator("select[name=version_a] option")).to_have_count(2)
+    expect(form.locator("select[name=version_a]")).not_to_have_value(
+        form.locator("select[name=version_b]").input_value()
+    )
+    expect(form.get_by_role("button", name="Two model versions on the same prompts")).to_be_visible()
+    shot(page, "leaderboard-versions")

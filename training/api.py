@@ -9,7 +9,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from annotation.selectors import project_get_for_user
 
-from . import handover, registry, selectors
+from . import handover, registry, selectors, versus
 from .runs import launch
 from .runs import status as run_status
 from .serializers import (
@@ -21,6 +21,7 @@ from .serializers import (
     TrainingRunCreateSerializer,
     TrainingRunListSerializer,
     TrainingRunSerializer,
+    VersionsCompareSerializer,
 )
 
 
@@ -162,3 +163,19 @@ class TrainingRunCancelApi(GenericAPIView):
         run_status.training_run_cancel(run_id=run.pk, actor=request.user)
         run = selectors.training_run_get_for_user(user=request.user, run_id=run.pk)
         return Response(self.get_serializer(run).data)
+
+
+class VersionsCompareApi(GenericAPIView):
+    """Pairs from two model versions on the same prompts (project admins): 202 with the task's id; the
+    gpu worker generates and registers the pairs (`versus`)."""
+
+    serializer_class = VersionsCompareSerializer
+
+    @extend_schema(request=VersionsCompareSerializer, responses={202: None})
+    def post(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        task_id = versus.versions_compare_request(project=project, actor=request.user, **data)
+        return Response({"task_id": task_id, **data}, status=status.HTTP_202_ACCEPTED)

@@ -27,6 +27,11 @@ urlpatterns = [
     ),
     path("training-runs/<int:run_id>/", api.TrainingRunDetailApi.as_view(), name="api-training-run"),
     path(
+        "projects/<int:project_id>/pairs/versions/",
+        api.VersionsCompareApi.as_view(),
+        name="api-pairs-versions",
+    ),
+    path(
         "training-runs/<int:run_id>/cancel/",
         api.TrainingRunCancelApi.as_view(),
         name="api-training-run-cancel",

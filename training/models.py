@@ -234,11 +234,21 @@ class TrainingRun(models.Model):
         return self.status in ACTIVE_RUN_STATES
 
 
+class HumanEvalMode(models.TextChoices):
+    """How people judge a run's candidate (`Project.human_eval_mode`, copied onto the round when it opens)."""
+
+    RUBRIC = "rubric", _("Rubric scores")
+    PAIRWISE = "pairwise", _("Pairwise: candidate against deployed, blind")
+    BOTH = "both", _("Rubric scores and pairwise")
+
+
 class HumanEvalRound(models.Model):
-    """A blind comparison: K eval prompts, candidate and baseline outputs as review Responses to rate."""
+    """A blind comparison: K eval prompts, candidate and baseline outputs as review Responses to rate
+    (rubric), as review Pairs to judge side by side (pairwise), or both."""
 
     run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, related_name="human_eval")
     size = models.PositiveIntegerField()
+    mode = models.CharField(max_length=10, choices=HumanEvalMode.choices, default=HumanEvalMode.RUBRIC)
     created_at = models.DateTimeField(auto_now_add=True)
     concluded_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(default=dict, blank=True)
@@ -252,6 +262,10 @@ class HumanEvalPair(models.Model):
     item = models.ForeignKey("annotation.Item", null=True, on_delete=models.SET_NULL, related_name="+")
     candidate_response = models.ForeignKey("review.Response", on_delete=models.CASCADE, related_name="+")
     baseline_response = models.ForeignKey("review.Response", on_delete=models.CASCADE, related_name="+")
+    # The two responses as a compare task (pairwise and both rounds); null in a rubric round.
+    pair = models.ForeignKey(
+        "review.Pair", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["round_id", "pk"]

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from core.serializers import StrictSerializer
 
+from . import versus
 from .engine.config import METHODS
 from .models import Backend, HandoverTicket, ModelVersion, TrainingRun
 from .selectors import ticket_answer, ticket_status
@@ -105,6 +106,13 @@ class TrainingRunCreateSerializer(StrictSerializer):
     base_model = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
+class VersionsCompareSerializer(StrictSerializer):
+    version_a = serializers.IntegerField()
+    version_b = serializers.IntegerField()
+    n = serializers.IntegerField(min_value=1, max_value=versus.MAX_PROMPTS, default=20)
+    prompts = serializers.ChoiceField(choices=versus.PROMPT_SOURCES, default="approved")
+
+
 class TrainingRunSerializer(serializers.ModelSerializer):
     snapshot = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
@@ -166,6 +174,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             return None
         return {
             "size": round_.size,
+            "mode": round_.mode,
             "created_at": round_.created_at,
             "concluded_at": round_.concluded_at,
             "result": round_.result or None,

@@ -3,12 +3,14 @@
 from celery import shared_task
 
 from annotation.dataio.conversation import single_turn
+from annotation.models import Project
 from core.realtime import project_event_send
 
 from . import (
     drafting,
     model_cache,
     trigger,  # noqa: F401  (registers the loop's default-queue tasks in every worker)
+    versus,
 )
 from .models import ModelVersion
 from .runs import execute
@@ -60,3 +62,23 @@ def model_cache_info() -> dict:
 def training_run_execute(run_id: int) -> str | None:
     """Train, evaluate and open the human round of one run; a run this worker cannot claim is left alone."""
     return execute.training_run_execute(run_id=run_id)
+
+
+@shared_task
+def versions_compare_run(
+    project_id: int, version_a: int, version_b: int, n: int, actor_id: int | None, prompts: str, task_id: str
+) -> dict:
+    """Two versions answer the same prompts and each prompt's answers become a pair (`versus`)."""
+    from django.contrib.auth import get_user_model
+
+    project = Project.objects.get(pk=project_id)
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    return versus.versions_compare(
+        project=project,
+        version_a=version_a,
+        version_b=version_b,
+        n=n,
+        actor=actor,
+        prompts=prompts,
+        task_id=task_id,
+    )

@@ -10,6 +10,9 @@ urlpatterns = [
         name="project-model-act",
     ),
     path("projects/<int:project_id>/training/", views.training_runs, name="training-runs"),
+    path(
+        "projects/<int:project_id>/pairs/versions/", views.versions_compare, name="training-versions-compare"
+    ),
     path("projects/<int:project_id>/training/<int:run_id>/", views.training_run, name="training-run"),
     path(
         "projects/<int:project_id>/training/<int:run_id>/<str:action>/",

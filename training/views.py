@@ -14,7 +14,7 @@ from annotation.models import Role
 from annotation.selectors import project_get_for_user, user_roles
 from core.errors import ApplicationError, NotAllowed, NotFound
 
-from . import drafting, registry, selectors, snapshots
+from . import drafting, registry, selectors, snapshots, versus
 from .models import HandoverTicket
 from .runs import launch
 from .runs import status as run_status
@@ -205,3 +205,47 @@ def training_run_act(request, project_id: int, run_id: int, action: str):
             request, _deployed_message(version) if action in ("promote", "rollback") else _("Done.")
         )
     return redirect("training-run", project.pk, run_id)
+
+
+def _int_or_raw(value: str):
+    try:
+        return int(value)
+    except ValueError:
+        return value  # the service names the field and the value
+
+
+@login_required
+def versions_compare(request, project_id: int):
+    """The leaderboard's block (fetched by htmx, admins): a form to pair two versions' answers on the
+    same prompts; its POST sends the comparison to the gpu queue and goes back to the leaderboard."""
+    project = _project_or_404(request, project_id)
+    if Role.ADMIN not in user_roles(user=request.user, project=project):
+        raise PermissionDenied
+    if request.method == "POST":
+        try:
+            task_id = versus.versions_compare_request(
+                project=project,
+                actor=request.user,
+                version_a=_int_or_raw(request.POST.get("version_a", "")),
+                version_b=_int_or_raw(request.POST.get("version_b", "")),
+                n=_int_or_raw(request.POST.get("n", "20")),
+                prompts=request.POST.get("prompts", "approved"),
+            )
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(
+                request,
+                _("Both versions are answering; the pairs appear when the worker is done (task %(id)s).")
+                % {"id": task_id},
+            )
+        return redirect("review-leaderboard", project.pk)
+    versions = list(selectors.model_versions_of(project_id=project.pk))
+    # By default the deployed version against the newest other one.
+    default_a = next((v.pk for v in versions if v.status == "deployed"), versions[0].pk if versions else None)
+    default_b = next((v.pk for v in versions if v.pk != default_a), None)
+    return render(
+        request,
+        "training/_versions_compare.html",
+        {"project": project, "versions": versions, "default_a": default_a, "default_b": default_b},
+    )

@@ -71,9 +71,10 @@ def _run_write(
 
 def _human_eval_close(run: TrainingRun) -> None:
     """The run's blind round is over (concluded, cancelled, rejected, failed): its responses leave the
-    rate queue, so nobody spends time rating outputs that no longer decide anything. Ratings already
-    given are kept."""
+    rate queue and its pairs the compare queue, so nobody spends time judging outputs that no longer
+    decide anything. Ratings and judgements already given are kept."""
     from review.models import Response
+    from review.preference.services import preference_close
 
     pairs = HumanEvalPair.objects.filter(round__run=run)
     ids = [
@@ -81,6 +82,7 @@ def _human_eval_close(run: TrainingRun) -> None:
         *pairs.values_list("baseline_response", flat=True),
     ]
     Response.objects.filter(pk__in=ids, closed_at__isnull=True).update(closed_at=timezone.now())
+    preference_close(pair_ids=pairs.filter(pair__isnull=False).values_list("pair", flat=True))
 
 
 def _event_send(project_id: int, event: str, payload: dict) -> None:
