@@ -123,6 +123,8 @@ HANDOVER_WEB_THREADS = env.int("HANDOVER_WEB_THREADS", default=4)
 HANDOVER_WEB_LONG_THREADS = env.int("HANDOVER_WEB_LONG_THREADS", default=16)
 # How long a web process trusts its memory of which user an API token belongs to (core.authentication).
 HANDOVER_TOKEN_CACHE_SECONDS = env.int("HANDOVER_TOKEN_CACHE_SECONDS", default=10)
+# A scraper sending `Authorization: Bearer <this>` may read /metrics (staff may always); unset: staff only.
+HANDOVER_METRICS_TOKEN = env.str("HANDOVER_METRICS_TOKEN", default="")
 # Plain claims and submissions answered on the event loop (annotation.hot_lane), on PostgreSQL, with
 # a pool of this many connections per web process.
 HANDOVER_HOT_LANE = env.bool("HANDOVER_HOT_LANE", default=True)

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 PROJECT_SETTINGS_CHECK = "project.settings_check"  # (changes: dict) -> None; raises ApplicationError
 EXPORT_PROVENANCE = "export.provenance"  # (item_ids: list[int]) -> {item id: {key: value}}
 WORK_QUEUE_STAGE = "work_queue.stage"  # {stage name: (project, user) -> task data | None}
+METRICS_COLLECTORS = "metrics.collectors"  # {app label: () -> prometheus metric families} (core.metrics)
 
 _filled: dict[str, Callable | dict] = {}
 

@@ -79,10 +79,19 @@ def test_every_task_sent_by_name_is_a_registered_task(name):
 
 
 def test_the_higher_apps_fill_the_hook_points_at_start_up():
+    from annotation.metrics import collect as annotation_metrics
+    from core.metrics import METRICS_COLLECTORS
+    from review.preference.api import compare_task_next, rank_task_next
     from review.rating.api import rating_task_next
     from review.selectors import export_provenance
+    from training.metrics import collect as training_metrics
     from training.runs.launch import project_settings_check
 
     assert hooks.hook(hooks.PROJECT_SETTINGS_CHECK) is project_settings_check
     assert hooks.hook(hooks.EXPORT_PROVENANCE) is export_provenance
-    assert hooks.hook(hooks.WORK_QUEUE_STAGE) == {"rate": rating_task_next}
+    assert hooks.hook(hooks.WORK_QUEUE_STAGE) == {
+        "rate": rating_task_next,
+        "compare": compare_task_next,
+        "rank": rank_task_next,
+    }
+    assert hooks.hook(METRICS_COLLECTORS) == {"annotation": annotation_metrics, "training": training_metrics}

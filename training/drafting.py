@@ -18,6 +18,7 @@ from annotation.services import DRAFTS_GENERATE
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store, item_lock, item_write
 from core.hooks import task_send_on_commit
 
+from . import metrics
 from .engine import remote
 from .engine.prompts import Prompt
 from .model_cache import ModelSpec
@@ -161,6 +162,8 @@ def drafts_generate_next(*, project_id: int, limit: int | None = None) -> Drafti
                 drafted += 1
                 if item.low_confidence and project.route_low_confidence_to_expert:
                     item_route_to_expert(item_id=item.pk)
+    if drafted:
+        metrics.DRAFTS.labels(str(project_id)).inc(drafted)
     remaining = undrafted_items(project_id=project_id).count()
     if failure is not None:
         logger.warning("drafting project %s: the model server failed: %s", project_id, failure)

@@ -15,6 +15,7 @@ from annotation.services import audit_record, item_content_hash, items_create, s
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 from core.errors import ApplicationError
 
+from . import metrics
 from .drafting import clean_text, drafts_generate, item_prompt, item_route_to_expert
 from .engine import remote
 from .models import Backend, HandoverTicket, ModelVersion
@@ -137,6 +138,20 @@ def ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: st
     Without a deployed version every question is handed over. The caller has checked visibility.
     """
     question = check_question(question)
+    started, outcome = time.perf_counter(), "error"
+    try:
+        result = _ask_answer(project=project, actor=actor, question=question)
+        outcome = "handed_over" if result.handed_over else "answered"
+        return result
+    except ModelUnavailable:
+        outcome = "unavailable"
+        raise
+    finally:
+        metrics.ASK.labels(str(project.pk), outcome).inc()
+        metrics.ASK_LATENCY.labels(outcome).observe(time.perf_counter() - started)
+
+
+def _ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: str) -> AskResult:
     version = model_version_deployed(project_id=project.pk)
     if version is None:
         ticket = ticket_open(project=project, actor=actor, question=question, version=None, candidates=[])

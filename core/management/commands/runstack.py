@@ -5,6 +5,8 @@ dies, the rest are stopped too, so a half-running stack never lingers.
 """
 
 import io
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,8 +101,15 @@ class Command(BaseCommand):
                     str(var / "celerybeat.pid"),
                 ],
             }
+            env = os.environ.copy()
+            if "PROMETHEUS_MULTIPROC_DIR" not in env:
+                # /metrics sums the counters every process writes here (core/metrics.py); empty at start.
+                multiproc = var / "prometheus"
+                shutil.rmtree(multiproc, ignore_errors=True)
+                multiproc.mkdir(parents=True)
+                env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
             for name, command in commands.items():
-                children.append((name, subprocess.Popen(command)))
+                children.append((name, subprocess.Popen(command, env=env)))
 
             self._print_banner(host, port, no_demo)
             while not stopping:
