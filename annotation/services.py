@@ -166,6 +166,7 @@ def item_fields(row: dict) -> dict:
         "reference_extra": row.get("reference_extra") or {},
         "metadata": row.get("metadata") or {},
         "content_hash": item_content_hash(system=system, messages=messages, tools=tools),
+        "question_key": conversation.question_key(system=system, messages=messages, tools=tools),
     }
 
 

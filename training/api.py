@@ -61,9 +61,12 @@ class AskApi(GenericAPIView):
             "confidence": result.confidence,
             "model_version": result.model_version,
             "handed_over": result.handed_over,
+            "source": result.source,
         }
         if result.ticket is not None:
             body["ticket"] = result.ticket.pk
+        if result.item is not None:
+            body["item"] = result.item
         return Response(body)
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from annotation.dataio.conversation import single_turn
+from annotation.dataio.conversation import question_key, single_turn
 from annotation.models import Item, ItemSource, Project
 from annotation.services import audit_record, item_content_hash, items_create, stored_user
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store
@@ -20,7 +20,7 @@ from .drafting import clean_text, drafts_generate, item_prompt, item_route_to_ex
 from .engine import remote
 from .models import Backend, HandoverTicket, ModelVersion
 from .registry import generation_settings, model_spec
-from .selectors import model_version_deployed
+from .selectors import ANSWERED_STATES, model_version_deployed
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class AskResult:
     model_version: int | None
     handed_over: bool
     ticket: HandoverTicket | None = None
+    source: str = "model"  # "model" | "cache" (an approved answer to the same question) | "people"
+    item: int | None = None  # the approved item a cached answer comes from
 
 
 def check_question(question: str) -> str:
@@ -141,7 +143,7 @@ def ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: st
     started, outcome = time.perf_counter(), "error"
     try:
         result = _ask_answer(project=project, actor=actor, question=question)
-        outcome = "handed_over" if result.handed_over else "answered"
+        outcome = {"model": "answered", "cache": "cache", "people": "handed_over"}[result.source]
         return result
     except ModelUnavailable:
         outcome = "unavailable"
@@ -152,10 +154,14 @@ def ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: st
 
 
 def _ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: str) -> AskResult:
+    cached = cached_answer(project=project, question=question) if project.answer_cache else None
+    if cached is not None:
+        item_id, text = cached
+        return AskResult(text, None, None, False, source="cache", item=item_id)
     version = model_version_deployed(project_id=project.pk)
     if version is None:
         ticket = ticket_open(project=project, actor=actor, question=question, version=None, candidates=[])
-        return AskResult(project.fallback_message, None, None, True, ticket)
+        return AskResult(project.fallback_message, None, None, True, ticket, source="people")
     out = ask_model(version=version, question=question)
     best = out["candidates"][0]
     if best["confidence"] >= project.confidence_threshold:
@@ -164,7 +170,25 @@ def _ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: s
     ticket = ticket_open(
         project=project, actor=actor, question=question, version=version, candidates=candidates
     )
-    return AskResult(project.fallback_message, best["confidence"], version.pk, True, ticket)
+    return AskResult(project.fallback_message, best["confidence"], version.pk, True, ticket, source="people")
+
+
+def cached_answer(*, project: Project, question: str) -> tuple[int, str] | None:
+    """(item id, answer) of the latest approved single-question item asking the same question
+    (`conversation.question_normalise`), or None. Nothing is copied, so nothing goes stale: the lookup
+    reads the item's state and current revision as they are now, and an answer sent back to rework, or
+    edited in a re-review, stops or changes at once. One indexed query (item_question_key)."""
+    key = question_key(system="", messages=single_turn(question))
+    if not key:
+        return None
+    return (
+        Item.objects.filter(
+            project=project, question_key=key, status__in=ANSWERED_STATES, current_revision__isnull=False
+        )
+        .order_by("-approved_at", "-pk")
+        .values_list("pk", "current_revision__text")
+        .first()
+    )
 
 
 def ticket_open(

@@ -2,7 +2,8 @@
 tickets and deployed versions read from the database at each scrape.
 
 - `handover_ask_total{project, outcome}`: `ask` requests by outcome: `answered` (the model was confident
-  enough), `handed_over` (people got the question), `unavailable` (503: no worker or server in time).
+  enough), `cache` (an approved answer to the same question), `handed_over` (people got the question),
+  `unavailable` (503: no worker or server in time), `error`.
   The hand-over rate is `rate(…{outcome="handed_over"}) / rate(…{outcome=~"answered|handed_over"})`.
 - `handover_ask_latency_seconds{outcome}`: how long an `ask` took in the service, by outcome.
 - `handover_drafts_total{project}`: drafts stored by the drafting task (one per item drafted).

@@ -22,7 +22,11 @@ class AskResponseSerializer(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     model_version = serializers.IntegerField(allow_null=True)
     handed_over = serializers.BooleanField()
+    # Who answered: the model, the answer cache (an approved answer to the same question), or people
+    # (handed over: the answer is the fallback message, and the ticket follows people's answer).
+    source = serializers.ChoiceField(choices=["model", "cache", "people"])
     ticket = serializers.IntegerField(required=False)
+    item = serializers.IntegerField(required=False, help_text="The approved item a cached answer comes from.")
 
 
 class TicketSerializer(serializers.ModelSerializer):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,6 +225,31 @@ def content_hash(*, system: str, messages: Sequence[Mapping[str, Any]], tools: S
     items stored before conversations existed keep their hash; anything else hashes its canonical JSON.
     """
     return content_hash_with_json(system=system, messages=messages, tools=tools)[0]
+
+
+_SPACE = re.compile(r"\s+")
+_END_PUNCTUATION = "?!.。？！…"
+
+
+def question_normalise(text: str) -> str:
+    """A question as the answer cache compares it: Unicode compatibility forms folded (full-width
+    letters and punctuation become ASCII), case folded, runs of white space made one space, and the
+    question marks, full stops and ellipses at its end dropped. "Where is my parcel?" and
+    " where  is my PARCEL " are one question; "Where is my parcel, please?" is another."""
+    text = _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return text.rstrip(_END_PUNCTUATION + " ")
+
+
+def question_key(*, system: str, messages: Sequence[Mapping[str, Any]], tools: Sequence = ()) -> str:
+    """The answer cache's key of a conversation that is a single question (one plain user turn, no
+    system prompt, no tools: what `ask` receives), else "" (never a cache entry)."""
+    if system or tools or len(messages) != 1:
+        return ""
+    turn = messages[0]
+    if set(turn) != {"role", "content"} or turn["role"] != USER or not isinstance(turn["content"], str):
+        return ""
+    normalised = question_normalise(turn["content"])
+    return hashlib.sha256(normalised.encode()).hexdigest() if normalised else ""
 
 
 _canonical = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode

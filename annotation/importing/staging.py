@@ -7,7 +7,7 @@ import json
 from django.db import connection
 from django.utils import timezone
 
-from annotation.dataio.conversation import content_hash_with_json
+from annotation.dataio.conversation import content_hash_with_json, question_key
 from annotation.dataio.parsers import ParsedRow
 from annotation.dataio.records import row_redacted
 from annotation.dataio.redaction import compliance_flags, redact
@@ -23,7 +23,7 @@ class Staging:
     """A temporary table on the current connection holding the valid rows of one import."""
 
     COLUMNS = ("line", "input", "system", "messages", "tools", "reference_output", "reference_extra",
-               "metadata", "external_id", "content_hash", "flags")  # fmt: skip
+               "metadata", "external_id", "content_hash", "question_key", "flags")  # fmt: skip
     JSON_COLUMNS = ("messages", "tools", "reference_extra", "metadata")
 
     def __init__(self):
@@ -37,7 +37,8 @@ class Staging:
                 f"CREATE TEMPORARY TABLE {STAGING_TABLE} (line integer NOT NULL, input text NOT NULL, "
                 "system text NOT NULL, messages text NOT NULL, tools text NOT NULL, "
                 "reference_output text NOT NULL, reference_extra text NOT NULL, metadata text NOT NULL, "
-                "external_id text NOT NULL, content_hash varchar(64) NOT NULL, flags text)"
+                "external_id text NOT NULL, content_hash varchar(64) NOT NULL, "
+                "question_key varchar(64) NOT NULL, flags text)"
             )
 
     def write(self, rows: list[tuple]) -> None:
@@ -60,7 +61,7 @@ class Staging:
         """Insert the staged rows as items in file order, skipping duplicates; returns (created, flagged)."""
         now = timezone.now()
         item_table = Item._meta.db_table
-        staged = {"input", "system", "reference_output", "external_id", "content_hash"}
+        staged = {"input", "system", "reference_output", "external_id", "content_hash", "question_key"}
         staged_json = set(self.JSON_COLUMNS)
         columns, values, params = [], [], []
         # Every other concrete column gets the model's default, so a field added to Item later is filled
@@ -166,6 +167,7 @@ def stage_row(row: ParsedRow, *, redactors, phrases) -> tuple:
         json_text(row.metadata),
         row.external_id,
         digest,
+        question_key(system=row.system, messages=messages, tools=row.tools),
         flags,
     )
 

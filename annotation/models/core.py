@@ -107,6 +107,14 @@ class Project(models.Model):
         default="sft",
         help_text=_("What a training run learns from; preference training starts from the deployed model."),
     )
+    answer_cache = models.BooleanField(
+        _("answer repeated questions from approved answers"),
+        default=True,
+        help_text=_(
+            "An ask whose question matches an approved single-question item (case, spacing and the final "
+            "question mark aside) is answered with its approved answer, without the model."
+        ),
+    )
     human_eval_mode = models.CharField(
         _("human evaluation"),
         max_length=10,
@@ -225,6 +233,8 @@ class Item(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     external_id = models.CharField(max_length=255, blank=True)
     content_hash = models.CharField(max_length=64, db_index=True)
+    # A single question's normalised hash (`conversation.question_key`), "" otherwise: the answer cache.
+    question_key = models.CharField(max_length=64, blank=True, default="")
     source = models.CharField(max_length=20, choices=ItemSource.choices, default=ItemSource.IMPORT)
     status = models.CharField(max_length=20, choices=ItemStatus.choices, default=ItemStatus.NEW)
     priority = models.IntegerField(default=0)
@@ -260,6 +270,11 @@ class Item(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "status"], name="item_project_status"),
+            models.Index(
+                fields=["project", "question_key"],
+                condition=~models.Q(question_key=""),
+                name="item_question_key",
+            ),
             # One partial index per work queue, on exactly its claimable condition, in claim order.
             models.Index(
                 F("project"),

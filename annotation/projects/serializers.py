@@ -10,7 +10,7 @@ PROJECT_SETTINGS = [
     "retrain_threshold", "confidence_threshold", "fallback_message", "spot_check_rate", "draft_candidates",
     "route_low_confidence_to_expert", "redact_on_import", "compliance_phrases", "eval_rouge_l_floor",
     "eval_rouge_l_tolerance", "human_eval_size", "human_eval_min_alpha", "training_hyperparameters",
-    "training_objective", "human_eval_mode", "human_eval_min_win_rate",
+    "training_objective", "human_eval_mode", "human_eval_min_win_rate", "answer_cache",
     "golden_item_ids", "edit_all_assistant_turns",
 ]  # fmt: skip
 
