@@ -31,7 +31,8 @@ def project_drafts_generate(project_id: int) -> dict:
     payload = {"drafted": progress.drafted, "remaining": progress.remaining}
     if progress.retry_after is not None:
         payload["retry_after"] = progress.retry_after
-    project_event_send(project_id, "drafting", {**payload, "model_version": progress.model_version})
+    if progress.drafted or progress.remaining or progress.retry_after is not None:  # else no news to tell
+        project_event_send(project_id, "drafting", {**payload, "model_version": progress.model_version})
     if progress.retry_after is not None:
         project_drafts_generate.apply_async((project_id,), countdown=progress.retry_after)
     elif progress.remaining and progress.drafted:
