@@ -18,6 +18,7 @@ PROJECT_MENU = [
     (_("Members"), "project-members", {Role.ADMIN}),
     (_("Models"), "project-models", {Role.ANNOTATOR, Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
     (_("Training"), "training-runs", {Role.ADMIN}),
+    (_("Calibration"), "training-calibration", {Role.ADMIN}),
     (_("Import"), "dataio-imports", {Role.ADMIN}),
     (_("Export"), "dataio-export", {Role.ADMIN}),
     (_("Rate"), "review-rate", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),

@@ -9,7 +9,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from annotation.selectors import project_get_for_user
 
-from . import handover, registry, selectors, versus
+from . import calibration, handover, registry, selectors, versus
 from .runs import launch
 from .runs import status as run_status
 from .serializers import (
@@ -54,8 +54,10 @@ class AskApi(GenericAPIView):
         project = project_get_for_user(user=request.user, project_id=project_id)
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        question = serializer.validated_data["question"]
-        result = handover.ask_answer(project=project, actor=request.user, question=question)
+        data = serializer.validated_data
+        result = handover.ask_answer(
+            project=project, actor=request.user, question=data["question"], metadata=data["metadata"]
+        )
         body = {
             "answer": result.answer,
             "confidence": result.confidence,
@@ -67,7 +69,33 @@ class AskApi(GenericAPIView):
             body["ticket"] = result.ticket.pk
         if result.item is not None:
             body["item"] = result.item
+        if result.raw_confidence is not None:
+            body["raw_confidence"] = result.raw_confidence
         return Response(body)
+
+
+class CalibrationApi(GenericAPIView):
+    """Per model version: outcomes, ECE before / after calibration, reliability points, and the
+    thresholds the project's target precision implies (project admins; others 403, outsiders 404)."""
+
+    serializer_class = None
+
+    @extend_schema(responses={200: None})
+    def get(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        report = calibration.calibration_report(project=project, actor=request.user)
+        return Response(calibration.report_public(report))
+
+
+class CalibrationApplyApi(GenericAPIView):
+    """Set the project's thresholds to the deployed version's suggestion (project admins; audited)."""
+
+    serializer_class = None
+
+    @extend_schema(request=None, responses={200: None})
+    def post(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        return Response(calibration.calibration_apply(project=project, actor=request.user))
 
 
 class TicketDetailApi(GenericAPIView):

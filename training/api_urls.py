@@ -5,6 +5,12 @@ from . import api
 urlpatterns = [
     path("projects/<int:project_id>/ask/", api.AskApi.as_view(), name="api-ask"),
     path("tickets/<int:ticket_id>/", api.TicketDetailApi.as_view(), name="api-ticket"),
+    path("projects/<int:project_id>/calibration/", api.CalibrationApi.as_view(), name="api-calibration"),
+    path(
+        "projects/<int:project_id>/calibration/apply/",
+        api.CalibrationApplyApi.as_view(),
+        name="api-calibration-apply",
+    ),
     path(
         "projects/<int:project_id>/model-versions/",
         api.ModelVersionListCreateApi.as_view(),

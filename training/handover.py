@@ -2,6 +2,7 @@
 
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 
@@ -15,10 +16,10 @@ from annotation.services import audit_record, item_content_hash, items_create, s
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 from core.errors import ApplicationError
 
-from . import metrics
+from . import calibration, metrics
 from .drafting import clean_text, drafts_generate, item_prompt, item_route_to_expert
 from .engine import remote
-from .models import Backend, HandoverTicket, ModelVersion
+from .models import AskAnswer, Backend, HandoverTicket, ModelVersion
 from .registry import generation_settings, model_spec
 from .selectors import ANSWERED_STATES, model_version_deployed
 
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 # Sent by name (core.hooks): the tasks module sits above the services it calls.
 ASK_GENERATE = "training.tasks.ask_generate"
+# Which answered questions are sampled for review (`Project.answered_review_rate`); tests use rates 0 and 1.
+_review_sampler = random.Random()
 
 
 class ModelUnavailable(ApplicationError):
@@ -44,6 +47,9 @@ class AskResult:
     ticket: HandoverTicket | None = None
     source: str = "model"  # "model" | "cache" (an approved answer to the same question) | "people"
     item: int | None = None  # the approved item a cached answer comes from
+    # With a calibrated version, `confidence` is the calibrated one (what met the threshold) and this the
+    # model's own; None when no calibration was applied.
+    raw_confidence: float | None = None
 
 
 def check_question(question: str) -> str:
@@ -134,15 +140,19 @@ def ask_retry_after(exc: ApplicationError | None = None) -> int:
     return max(1, math.ceil(settings.HANDOVER_ASK_TIMEOUT))
 
 
-def ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: str) -> AskResult:
+def ask_answer(
+    *, project: Project, actor: AbstractBaseUser | None, question: str, metadata: dict | None = None
+) -> AskResult:
     """Answer with the deployed model at or above the project's threshold; otherwise hand over to people.
 
+    The confidence compared is the calibrated one when the version has a fit (training/calibration.py),
+    and the threshold the one for the ask's metadata when the project has per-value thresholds.
     Without a deployed version every question is handed over. The caller has checked visibility.
     """
     question = check_question(question)
     started, outcome = time.perf_counter(), "error"
     try:
-        result = _ask_answer(project=project, actor=actor, question=question)
+        result = _ask_answer(project=project, actor=actor, question=question, metadata=metadata or {})
         outcome = {"model": "answered", "cache": "cache", "people": "handed_over"}[result.source]
         return result
     except ModelUnavailable:
@@ -153,24 +163,82 @@ def ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: st
         metrics.ASK_LATENCY.labels(outcome).observe(time.perf_counter() - started)
 
 
-def _ask_answer(*, project: Project, actor: AbstractBaseUser | None, question: str) -> AskResult:
+def _ask_answer(
+    *, project: Project, actor: AbstractBaseUser | None, question: str, metadata: dict
+) -> AskResult:
     cached = cached_answer(project=project, question=question) if project.answer_cache else None
     if cached is not None:
         item_id, text = cached
         return AskResult(text, None, None, False, source="cache", item=item_id)
     version = model_version_deployed(project_id=project.pk)
     if version is None:
-        ticket = ticket_open(project=project, actor=actor, question=question, version=None, candidates=[])
+        ticket = ticket_open(
+            project=project, actor=actor, question=question, version=None, candidates=[], metadata=metadata
+        )
         return AskResult(project.fallback_message, None, None, True, ticket, source="people")
     out = ask_model(version=version, question=question)
     best = out["candidates"][0]
-    if best["confidence"] >= project.confidence_threshold:
-        return AskResult(best["text"], best["confidence"], version.pk, False)
+    raw = best["confidence"]
+    calibrated = calibration.confidence_calibrated(version_id=version.pk, confidence=raw)
+    confidence = raw if calibrated is None else calibrated
     candidates = [DraftCandidate(c["text"], c["confidence"]) for c in out["candidates"]]
+    if confidence >= calibration.threshold_for(project=project, metadata=metadata):
+        ask_answer_log(
+            project=project, actor=actor, question=question, version=version, candidates=candidates,
+            metadata=metadata,
+        )  # fmt: skip
+        return AskResult(best["text"], confidence, version.pk, False, raw_confidence=_raw_if(calibrated, raw))
     ticket = ticket_open(
-        project=project, actor=actor, question=question, version=version, candidates=candidates
+        project=project, actor=actor, question=question, version=version, candidates=candidates,
+        metadata=metadata,
+    )  # fmt: skip
+    return AskResult(
+        project.fallback_message, confidence, version.pk, True, ticket, source="people",
+        raw_confidence=_raw_if(calibrated, raw),
+    )  # fmt: skip
+
+
+def _raw_if(calibrated: float | None, raw: float) -> float | None:
+    return raw if calibrated is not None else None
+
+
+def ask_answer_log(
+    *,
+    project: Project,
+    actor: AbstractBaseUser | None,
+    question: str,
+    version: ModelVersion,
+    candidates: list[DraftCandidate],
+    metadata: dict,
+) -> AskAnswer:
+    """Log an answer the model gave; a sampled share (`answered_review_rate`) also becomes a production
+    item (or joins the identical one) whose drafts are the model's candidates, so people review the
+    answer through the normal workflow and their approved answer judges it (an outcome)."""
+    best = candidates[0]
+    sampled = _review_sampler.random() < project.answered_review_rate
+    with transaction.atomic():
+        item = None
+        if sampled:
+            items_create(
+                project=project, actor=actor, source=ItemSource.PRODUCTION,
+                rows=[{"input": question, "metadata": metadata}],
+            )  # fmt: skip
+            item = _item_of(project=project, question=question)
+        logged = AskAnswer.objects.create(
+            project=project, model_version=version, question=question, answer=best.text,
+            confidence=best.confidence, item=item,
+        )  # fmt: skip
+    if item is not None:
+        item_drafts_store(item_id=item.pk, model_version_id=version.pk, candidates=candidates)
+    return logged
+
+
+def _item_of(*, project: Project, question: str) -> Item:
+    return (
+        Item.objects.filter(project=project, content_hash=item_content_hash(input=question))
+        .order_by("-pk")
+        .first()
     )
-    return AskResult(project.fallback_message, best["confidence"], version.pk, True, ticket, source="people")
 
 
 def cached_answer(*, project: Project, question: str) -> tuple[int, str] | None:
@@ -198,23 +266,23 @@ def ticket_open(
     question: str,
     version: ModelVersion | None,
     candidates: list[DraftCandidate],
+    metadata: dict | None = None,
 ) -> HandoverTicket:
     """The question becomes a high-priority production item (or joins the identical one) and a ticket.
 
-    The model's candidates become the item's drafts, so people start from them.
+    The model's candidates become the item's drafts, so people start from them; the ask's metadata is
+    the item's (a joined item keeps its own).
     """
     with transaction.atomic():
         items_create(
             project=project,
             actor=actor,
             source=ItemSource.PRODUCTION,
-            rows=[{"input": question, "priority": settings.HANDOVER_ASK_PRIORITY}],
+            rows=[
+                {"input": question, "priority": settings.HANDOVER_ASK_PRIORITY, "metadata": metadata or {}}
+            ],
         )
-        item = (
-            Item.objects.filter(project=project, content_hash=item_content_hash(input=question))
-            .order_by("-pk")
-            .first()
-        )
+        item = _item_of(project=project, question=question)
         best = candidates[0] if candidates else None
         ticket = HandoverTicket.objects.create(
             project=project,

@@ -94,6 +94,40 @@ class HandoverTicket(models.Model):
         return f"ticket {self.pk} for item {self.item_id}"
 
 
+class AskAnswer(models.Model):
+    """An `ask` the deployed model answered itself (source "model"): the log of answered traffic.
+
+    A sampled share (`Project.answered_review_rate`) also becomes a production item whose draft is this
+    answer; once people approve the item, the pair is an outcome for calibration (training/calibration.py).
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="ask_answers")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="ask_answers"
+    )
+    question = models.TextField()
+    answer = models.TextField()
+    confidence = models.FloatField()  # the model's raw confidence, before any calibration
+    item = models.ForeignKey(
+        "annotation.Item", null=True, blank=True, on_delete=models.SET_NULL, related_name="ask_answers"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            # the outcomes of a version: only the sampled answers have an item
+            models.Index(
+                fields=["model_version", "item"],
+                name="askanswer_sampled",
+                condition=models.Q(item__isnull=False),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"answer {self.pk} by version {self.model_version_id}"
+
+
 # --- the fine-tuning loop: snapshots, runs, human evaluation -------------------------------------------
 
 

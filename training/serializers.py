@@ -11,10 +11,24 @@ from .engine.config import METHODS
 from .models import Backend, HandoverTicket, ModelVersion, TrainingRun
 from .selectors import ticket_answer, ticket_status
 
+ASK_METADATA_MAX_KEYS = 20
+
 
 class AskSerializer(StrictSerializer):
     # No max_length here: an over-long question is a 413, decided by the service.
     question = serializers.CharField(trim_whitespace=True)
+    # Kept on the item a hand-over or a review sample makes; picks a per-value threshold (calibration).
+    metadata = serializers.DictField(required=False, default=dict)
+
+    def validate_metadata(self, value: dict) -> dict:
+        if len(value) > ASK_METADATA_MAX_KEYS:
+            raise serializers.ValidationError(f"At most {ASK_METADATA_MAX_KEYS} keys; got {len(value)}.")
+        for key, item in value.items():
+            if item is not None and (not isinstance(item, str | int | float | bool) or len(str(item)) > 200):
+                raise serializers.ValidationError(
+                    f"{key}: a value must be text, a number or true/false (200 characters at most)."
+                )
+        return value
 
 
 class AskResponseSerializer(serializers.Serializer):
@@ -27,6 +41,9 @@ class AskResponseSerializer(serializers.Serializer):
     source = serializers.ChoiceField(choices=["model", "cache", "people"])
     ticket = serializers.IntegerField(required=False)
     item = serializers.IntegerField(required=False, help_text="The approved item a cached answer comes from.")
+    raw_confidence = serializers.FloatField(
+        required=False, help_text="The model's own confidence, when `confidence` is the calibrated one."
+    )
 
 
 class TicketSerializer(serializers.ModelSerializer):

@@ -10,6 +10,7 @@ urlpatterns = [
         name="project-model-act",
     ),
     path("projects/<int:project_id>/training/", views.training_runs, name="training-runs"),
+    path("projects/<int:project_id>/calibration/", views.calibration_page, name="training-calibration"),
     path(
         "projects/<int:project_id>/pairs/versions/", views.versions_compare, name="training-versions-compare"
     ),

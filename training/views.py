@@ -14,7 +14,7 @@ from annotation.models import Role
 from annotation.selectors import project_get_for_user, user_roles
 from core.errors import ApplicationError, NotAllowed, NotFound
 
-from . import drafting, registry, selectors, snapshots, versus
+from . import calibration, drafting, registry, selectors, snapshots, versus
 from .models import HandoverTicket
 from .runs import launch
 from .runs import status as run_status
@@ -248,4 +248,48 @@ def versions_compare(request, project_id: int):
         request,
         "training/_versions_compare.html",
         {"project": project, "versions": versions, "default_a": default_a, "default_b": default_b},
+    )
+
+
+# --- calibration --------------------------------------------------------------------------------------
+
+
+@login_required
+def calibration_page(request, project_id: int):
+    """Project admins: per version, the reliability diagram, ECE before / after, and the thresholds the
+    target implies, with a button that applies the deployed version's suggestion."""
+    project = _project_or_404(request, project_id)
+    if request.method == "POST":
+        try:
+            applied = calibration.calibration_apply(project=project, actor=request.user)
+        except NotAllowed as exc:
+            raise PermissionDenied(exc.message) from None
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(
+                request,
+                _("Threshold %(t).3f applied (%(n)d per-value thresholds).")
+                % {
+                    "t": applied["confidence_threshold"],
+                    "n": sum(map(len, applied["metadata_thresholds"].values())),
+                },
+            )
+        return redirect("training-calibration", project.pk)
+    try:
+        report = calibration.report_public(
+            calibration.calibration_report(project=project, actor=request.user)
+        )
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+    chart = [
+        {
+            "name": f"{r['name']} (#{r['model_version']})",
+            "before": r["reliability_before"],
+            "after": r["reliability_after"],
+        }
+        for r in report["versions"]
+    ]
+    return render(
+        request, "training/calibration.html", {"project": project, "report": report, "chart_data": chart}
     )

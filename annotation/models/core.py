@@ -34,6 +34,27 @@ def validate_prompt_template(template: str) -> None:
         )
 
 
+def validate_metadata_thresholds(value) -> None:
+    """{key: {value: threshold in [0, 1]}}: per metadata value, the confidence an answer needs."""
+    if not isinstance(value, dict):
+        raise ValidationError(_('Expected an object such as {"category": {"billing": 0.8}}.'))
+    for key, per_value in value.items():
+        if not isinstance(per_value, dict):
+            raise ValidationError(
+                _("%(key)s: expected an object of values and thresholds."), params={"key": key}
+            )
+        for name, threshold in per_value.items():
+            if (
+                isinstance(threshold, bool)
+                or not isinstance(threshold, int | float)
+                or not 0 <= threshold <= 1
+            ):
+                raise ValidationError(
+                    _("%(key)s.%(name)s: the threshold must be a number from 0 to 1."),
+                    params={"key": key, "name": name},
+                )
+
+
 class Project(models.Model):
     name = models.CharField(_("name"), max_length=200)
     slug = models.SlugField(_("slug"), max_length=80, unique=True)
@@ -113,6 +134,34 @@ class Project(models.Model):
         help_text=_(
             "An ask whose question matches an approved single-question item (case, spacing and the final "
             "question mark aside) is answered with its approved answer, without the model."
+        ),
+    )
+    answered_review_rate = models.FloatField(
+        _("answered traffic sampled for review"),
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_(
+            "The share of questions the model answered that become items for people to review, so the "
+            "confidence calibration keeps learning whether the model's answers are acceptable."
+        ),
+    )
+    answer_target_precision = models.FloatField(
+        _("target share of acceptable answers"),
+        default=0.9,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_(
+            "The calibration page suggests the lowest confidence threshold whose answered questions are "
+            "acceptable at least this often (95 % lower bound)."
+        ),
+    )
+    metadata_thresholds = models.JSONField(
+        _("confidence thresholds per metadata value"),
+        default=dict,
+        blank=True,
+        validators=[validate_metadata_thresholds],
+        help_text=_(
+            'Per metadata key and value, e.g. {"category": {"billing": 0.8}}: an ask whose metadata has '
+            "that value uses this threshold instead of the project's (the highest when several match)."
         ),
     )
     human_eval_mode = models.CharField(
