@@ -121,6 +121,8 @@ _MUST_MATCH = (
     "max_seq_len",
     "mask_history",
     "qlora",
+    "objective",
+    "init_adapter",
 )
 
 

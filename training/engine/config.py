@@ -1,10 +1,12 @@
 """Run settings and checkpoint lookup: the trainer's parts that need no torch (the web side imports them)."""
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 METHODS = ("lora", "freeze", "full")
+OBJECTIVES = ("sft", "dpo")  # what the loop learns: approved answers, or chosen over rejected of pairs
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
@@ -51,6 +53,14 @@ class TrainConfig:
     prompt_template: str = "{input}"  # used when the model has no chat template, as in Drafter
     system_prompt: str | None = None  # for samples without a system prompt of their own
     device: str | None = None  # None: the fastest available
+    # sft: cross-entropy on the answers of samples; dpo: the DPO loss on pairs (`engine.preference`),
+    # whose reference is the model as training starts (its log-probabilities are computed once, first).
+    objective: str = "sft"
+    beta: float = 0.1  # dpo: how far from the reference the policy may move (TRL's beta)
+    label_smoothing: float = 0.0  # dpo: the chance a pair's label is wrong (conservative DPO); 0: off
+    # A peft adapter the run starts from: lora trains it on (its own r and targets), freeze/full train
+    # the base with it merged in. How a preference run starts from the deployed base + adapter.
+    init_adapter: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -67,6 +77,10 @@ class TrainConfig:
             raise ValueError(f"qlora trains a LoRA adapter over a 4-bit base; method is {self.method!r}")
         if self.eval_every < 0 or self.early_stopping_patience < 0:
             raise ValueError("eval_every and early_stopping_patience must not be negative")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
+        if not self.beta > 0 or not 0 <= self.label_smoothing < 0.5:
+            raise ValueError("beta must be positive and label_smoothing in [0, 0.5)")
         if self.early_stopping_patience and not self.eval_every:
             raise ValueError("early_stopping_patience needs eval_every: stopping is decided on eval loss")
 
@@ -74,6 +88,10 @@ class TrainConfig:
     def global_batch(self) -> int:
         """The samples one optimizer step learns from, whatever the split into processes and micro-batches."""
         return self.batch_size * self.num_processes * self.grad_accum
+
+    def total_steps_for(self, n_items: int) -> int:
+        """The optimizer steps of a run over `n_items` samples (or pairs): max_steps, else the epochs'."""
+        return self.max_steps or max(1, math.ceil(self.epochs * math.ceil(n_items / self.global_batch)))
 
     @classmethod
     def from_dict(cls, values: Mapping) -> "TrainConfig":

@@ -1,4 +1,7 @@
-"""Supervised fine-tuning (LoRA, QLoRA, freeze, full) in a plain torch loop: config → data → model → loop.
+"""Fine-tuning (LoRA, QLoRA, freeze, full) in a plain torch loop: config → data → model → loop.
+
+What the loop learns is `config.objective`: supervised fine-tuning on samples' answers (here), or DPO on
+chosen/rejected pairs (`engine.preference`, which gives the loop its data and its loss module).
 
 No Hugging Face Trainer: the loop below is all there is, so what it does per step is visible and cheap.
 The same loop runs in one process or in each of several under torchrun (`engine.launch`): every rank
@@ -13,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from . import distributed, precision
@@ -31,6 +33,7 @@ from .checkpoints import (
 from .config import METHODS, TrainConfig, latest_checkpoint  # noqa: F401 - the trainer's public API
 from .data import IGNORE_INDEX, collate, encode_sample, length_grouped_batches
 from .device import pick_device
+from .losses import AnswerLoss
 
 ProgressCallback = Callable[[int, int, float, float, float, float], None]
 EvalCallback = Callable[[int, float, int, float], None]
@@ -65,7 +68,8 @@ def train(
     resume_from: str | Path | None = None,
 ) -> TrainResult:
     """Fine-tune the model in `model_dir` on `train_samples` (dicts as `encode_sample` reads them: a
-    conversation's `messages`, `system`, `tools` and the reply's `output`, or a single turn's `input`).
+    conversation's `messages`, `system`, `tools` and the reply's `output`, or a single turn's `input`;
+    with objective dpo, pairs: the same conversation with `chosen` and `rejected` instead of `output`).
 
     `on_progress(step, total_steps, loss, lr, tokens_per_s, eta_s)` is called after every optimizer step.
     `should_stop()` is asked before every step; when it says True the run saves a checkpoint and returns
@@ -108,16 +112,22 @@ def train(
             for s in samples
         ]
 
-    examples, eval_examples = encode(train_samples), encode(eval_samples)
-    if not examples:
+    if config.objective == "dpo":
+        from .preference import PairData
+
+        data = PairData.encode(train_samples, encode, pad_id)
+        eval_data = PairData.encode(eval_samples, encode, pad_id)
+    else:
+        data, eval_data = AnswerData(encode(train_samples), pad_id), AnswerData(encode(eval_samples), pad_id)
+    if not data.lengths:
         raise ValueError("no training samples")
-    if config.eval_every and not eval_examples:
+    if config.eval_every and not eval_data.lengths:
         raise ValueError("eval_every is set but there are no eval samples to measure the loss on")
-    lengths = [len(e) for e in examples]
+    lengths = data.lengths
     # Each step's samples are one length-grouped batch of the global size, whatever its split into
     # processes and accumulated micro-batches: so 2 processes × 4 and 1 × 8 learn from the same samples.
-    steps_per_epoch = math.ceil(len(examples) / config.global_batch)
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    steps_per_epoch = math.ceil(len(lengths) / config.global_batch)
+    total_steps = config.total_steps_for(len(lengths))
     epoch_batches: dict[int, list[list[int]]] = {}
 
     def step_samples(step: int) -> list[int]:
@@ -131,7 +141,7 @@ def train(
             )
         return epoch_batches[epoch][offset]
 
-    def micro_batches(ids: list[int]) -> list[tuple[dict[str, torch.Tensor], bool]]:
+    def micro_batches(ids: list[int]) -> list[tuple[tuple[torch.Tensor, ...], bool]]:
         """This rank's rows of each micro-batch of a step. A rank that the short last batch of an epoch
         leaves without a row gets a stand-in row whose loss counts zero: every rank must run the same
         forwards and backwards, since each one syncs with the others."""
@@ -140,7 +150,7 @@ def train(
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
             mine = part[cluster.rank :: cluster.world]
-            out.append((collate([examples[i] for i in mine or part[:1]], pad_id), bool(mine)))
+            out.append((data.batch(mine or part[:1]), bool(mine)))
         return out
 
     # model ----------------------------------------------------------------------------------------
@@ -148,8 +158,16 @@ def train(
     if checkpoint is not None:
         check_resumable(checkpoint, config)
     model = _load_model(config, model_dir, checkpoint, device, dtype)
+    if config.objective == "dpo":
+        from .preference import PreferenceLoss, reference_log_probs
+
+        # The reference is the model as it is now, before any step: computed once (a resumed run reads
+        # what its first attempt wrote), so no second copy of the model is ever held.
+        reference_log_probs(model, [data, eval_data], config, cluster, device, dtype, resumed=checkpoint)
+        loss_module = PreferenceLoss(model, beta=config.beta, label_smoothing=config.label_smoothing)
+    else:
+        loss_module = AnswerLoss(model)
     model.train()
-    loss_module = AnswerLoss(model)
     sharded = distributed.uses_fsdp(config.method, cluster)
     layers = _decoder_layers(model) if sharded else []
     step_module = distributed.wrap(loss_module, layers, method=config.method, cluster=cluster, device=device)
@@ -194,7 +212,7 @@ def train(
 
     def evaluate() -> bool:
         """Measure the eval loss, keep the model when it is the best yet; True when it is time to stop."""
-        eval_loss = _eval_loss(loss_module, eval_examples, config, cluster, pad_id, device, dtype)
+        eval_loss = _eval_loss(loss_module, eval_data, config, cluster, device, dtype)
         best = loop.best_eval_loss
         (improved,) = cluster.broadcast_flags(
             best is None or eval_loss < best - config.early_stopping_min_delta
@@ -223,9 +241,10 @@ def train(
         if stopped:
             break
         ids = step_samples(loop.step)
-        # Normalise by the answer tokens of the whole global step, so that accumulation and processes
-        # add up to one big batch: every rank knows every sample's count, so this needs no message.
-        n_targets = sum(_n_targets(examples[i]) for i in ids)
+        # Normalise by the answer tokens (DPO: the pairs) of the whole global step, so that accumulation
+        # and processes add up to one big batch: every rank knows every sample's count, so this needs no
+        # message.
+        n_targets = sum(data.weight(i) for i in ids)
         micro = micro_batches(ids)
         step_loss = 0.0
         for k, (batch, counts) in enumerate(micro):
@@ -320,18 +339,32 @@ def _n_targets(example) -> int:
     return sum(1 for label in example.labels[1:] if label != IGNORE_INDEX)
 
 
-def _on_device(batch: dict[str, torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
-    return (
-        batch["input_ids"].to(device, non_blocking=True),
-        batch["labels"][:, 1:].to(device, non_blocking=True),
-    )
+class AnswerData:
+    """What the loop reads of a split for supervised fine-tuning: each example's length, a batch as
+    AnswerLoss's arguments, and each example's weight in the mean loss (its answer tokens). The
+    preference objective's PairData has the same three."""
+
+    def __init__(self, examples, pad_id: int) -> None:
+        self.examples, self.pad_id = examples, pad_id
+        self.lengths = [len(e) for e in examples]
+
+    def batch(self, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = collate([self.examples[i] for i in ids], self.pad_id)
+        return batch["input_ids"], batch["labels"][:, 1:]
+
+    def weight(self, i: int) -> int:
+        return _n_targets(self.examples[i])
 
 
-def _eval_loss(loss_module, examples, config, cluster, pad_id, device, dtype) -> float:
-    """Mean cross-entropy over every answer token of the eval samples (dropout off), all ranks together:
-    each takes every world-th batch; a rank short of one runs a stand-in, since under FSDP every forward
-    gathers weights from all ranks."""
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i]), reverse=True)
+def _on_device(batch: tuple[torch.Tensor, ...], device) -> tuple[torch.Tensor, ...]:
+    return tuple(t.to(device, non_blocking=True) for t in batch)
+
+
+def _eval_loss(loss_module, data, config, cluster, device, dtype) -> float:
+    """The mean loss over the eval split (dropout off): cross-entropy per answer token, or DPO's per pair;
+    all ranks together: each takes every world-th batch; a rank short of one runs a stand-in, since
+    under FSDP every forward gathers weights from all ranks."""
+    order = sorted(range(len(data.lengths)), key=lambda i: data.lengths[i], reverse=True)
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     total, count = 0.0, 0
     loss_module.eval()
@@ -339,12 +372,11 @@ def _eval_loss(loss_module, examples, config, cluster, pad_id, device, dtype) ->
         for j in range(math.ceil(len(batches) / cluster.world)):
             k = j * cluster.world + cluster.rank
             ids = batches[k] if k < len(batches) else batches[0]
-            batch = collate([examples[i] for i in ids], pad_id)
             with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                loss_sum = loss_module(*_on_device(batch, device))
+                loss_sum = loss_module(*_on_device(data.batch(ids), device))
             if k < len(batches):
                 total += loss_sum.item()
-                count += sum(_n_targets(examples[i]) for i in ids)
+                count += sum(data.weight(i) for i in ids)
     loss_module.train()
     total, count = cluster.all_sum(total, count)
     return total / max(count, 1)
@@ -376,18 +408,26 @@ def _load_model(config: TrainConfig, model_dir, checkpoint: Path | None, device,
         if config.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
+    if config.init_adapter and full_weights and checkpoint is None:
+        from peft import PeftModel  # freeze/full train the merged weights (a resume has them already)
+
+        model = PeftModel.from_pretrained(model, config.init_adapter).merge_and_unload()
+        model.requires_grad_(True)  # peft froze the base it loaded the adapter onto
 
     if config.method == "lora":
-        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+        from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.lora_target,
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, lora)
+        if config.init_adapter:
+            model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        else:
+            lora = LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=config.lora_target,
+                task_type="CAUSAL_LM",
+            )
+            model = get_peft_model(model, lora)
         if checkpoint is not None:
             from safetensors.torch import load_file
 
@@ -410,36 +450,6 @@ def _decoder_layers(model) -> torch.nn.ModuleList:
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:
             return module
     raise ValueError("cannot find the decoder layers of this model")
-
-
-# Transformers' own forward computes logits at every position; these configs change logits after the
-# output projection, so for them we use that forward instead of projecting the answer positions only.
-_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
-
-
-class AnswerLoss(torch.nn.Module):
-    """Summed cross-entropy over the answer tokens of a right-padded batch, as a module around the model:
-    DDP and FSDP act in a module's forward, and this forward is where the model's weights are used.
-
-    No attention mask is passed: with padding only on the right, the causal mask alone keeps every real
-    token from seeing a pad, and SDPA can take its fused causal path instead of a materialised mask.
-    The vocabulary projection, the largest matmul of a small model, runs only where there is a label.
-    """
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        keep = targets != IGNORE_INDEX
-        model = self.model
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        if any(getattr(base.config, name, None) for name in _LOGIT_POSTPROCESSING):
-            logits = model(input_ids=input_ids).logits[:, :-1][keep]
-        else:
-            hidden = base.get_decoder()(input_ids=input_ids).last_hidden_state
-            logits = base.get_output_embeddings()(hidden[:, :-1][keep])
-        return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
 
 
 def _warmup_cosine(warmup_steps: int, total_steps: int):

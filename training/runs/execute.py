@@ -7,16 +7,18 @@ alive with `heartbeat_at`. The trainer is the Django-free engine; this module tu
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
 
 from ..backends import candidate_backend
-from ..base_model import base_model_ready
-from ..engine.config import TrainConfig, UnsupportedSetting, latest_checkpoint
+from ..base_model import adapter_ready, base_model_ready
+from ..engine.config import UnsupportedSetting, latest_checkpoint
 from ..engine.model_files import ModelFilesError
 from ..models import (
     FINISHED_RUN_STATES,
@@ -27,6 +29,8 @@ from ..models import (
 from ..registry import model_version_register
 from ..snapshots import sample_prompt, snapshot_files_write
 from .evaluate import _evaluate
+from .launch import trainer_config
+from .pairs import preference_pairs_read
 from .status import _event_send, _heartbeat, _run_lock, _run_write
 
 logger = logging.getLogger(__name__)
@@ -121,39 +125,139 @@ def _model_settings(run: TrainingRun) -> tuple[str, dict]:
     return "{input}", {}
 
 
+# What each training_objective trains, stage by stage, and where each stage writes under the run's dir.
+_STAGES = {"sft": ("sft",), "preference": ("preference",), "sft_then_preference": ("sft", "preference")}
+_STAGE_DIRS = {"sft": "train", "preference": "preference"}
+STAGE_RESULT = "stage-result.json"  # a finished stage's TrainResult: a restarted run goes on after it
+
+
 def _train(run: TrainingRun, *, on_step=None) -> bool:
     """Train, writing progress; True when the model is trained, False when cancelled.
 
     One process trains here, in the worker. Several are torchrun's children (`engine.launch`): rank 0's
     progress and evaluations come back through the same callbacks, and a cancel goes down as the stop
     file that rank 0 reads and tells the others, so the run ends as it does in one process.
+
+    The run's objective (the project's training_objective at launch) is one stage or two: SFT on the
+    snapshot, DPO on the pairs frozen at launch, or SFT then DPO starting from the SFT result. A DPO
+    stage's reference is the model it starts from: the deployed version (base + its adapter, which a
+    LoRA run trains on) for a preference run, the SFT result after an SFT stage. Steps and the loss
+    curve run on across stages; `metrics["training"]["stage"]` says which one is training.
     """
+    output = Path(run.output_dir)
+    snapshot_files_write(snapshot=run.snapshot, directory=output / "data")
+    stages = _STAGES[run.metrics.get("objective", "sft")]
+    model_dir = base_model_ready(run.base_model)
+    init_adapter = _deployed_adapter(run) if stages[0] == "preference" else None
+    done = []
+    for stage in stages:
+        result = _stage_result_read(output / _STAGE_DIRS[stage])
+        if result is None:
+            result = _train_stage(run, stage, model_dir, init_adapter, done, on_step=on_step)
+            if result is None:
+                return False
+        done.append(result)
+        if run.method == "lora":  # the next stage trains this adapter on, over the same base
+            init_adapter = str(result.model_dir)
+        else:
+            model_dir, init_adapter = str(result.model_dir), None
+    last, per_stage = done[-1], list(zip(stages, done, strict=True))
+    summary = _training_summary(last.eval_curve, last.best_step, last.best_eval_loss)
+    candidate_register(
+        run_id=run.pk,
+        model_dir=str(last.model_dir),
+        loss_curve=[loss for r in done for loss in r.loss_curve],
+        steps=sum(r.steps for r in done),
+        total_steps=sum(r.total_steps for r in done),
+        training={
+            **summary,
+            "stop_reason": "; ".join(f"{st}: {r.stop_reason}" for st, r in per_stage)
+            if len(done) > 1
+            else last.stop_reason,
+            "early_stopped": last.early_stopped,
+            "stage": stages[-1],
+            "stages": [{"stage": st, "steps": r.steps, "final_loss": r.final_loss} for st, r in per_stage],
+        },
+    )
+    return True
+
+
+def _deployed_adapter(run: TrainingRun) -> str | None:
+    """The deployed version's adapter, which a preference run starts from (and takes as its reference),
+    when the run trains on the base it adapts."""
+    baseline = run.baseline
+    if baseline is None or not baseline.adapter_path or baseline.base_model != run.base_model:
+        return None
+    return adapter_ready(baseline.adapter_path)
+
+
+def _stage_result_read(directory: Path):
+    from ..engine.trainer import TrainResult
+
+    path = directory / STAGE_RESULT
+    if not path.exists():
+        return None
+    values = json.loads(path.read_text())
+    for key in ("model_dir", "checkpoint_dir"):
+        values[key] = Path(values[key]) if values[key] else None
+    return TrainResult(**values)
+
+
+def _stage_result_write(directory: Path, result) -> None:
+    values = asdict(result)
+    values["model_dir"] = str(result.model_dir)
+    values["checkpoint_dir"] = str(result.checkpoint_dir) if result.checkpoint_dir else None
+    tmp = directory / (STAGE_RESULT + ".tmp")
+    tmp.write_text(json.dumps(values))
+    tmp.rename(directory / STAGE_RESULT)
+
+
+def _train_stage(run: TrainingRun, stage: str, model_dir: str, init_adapter, done: list, *, on_step=None):
+    """One stage, resuming from its last checkpoint; its TrainResult, or None when cancelled."""
     from ..engine.launch import train_in_processes
     from ..engine.trainer import train
 
     output = Path(run.output_dir)
-    snapshot_files_write(snapshot=run.snapshot, directory=output / "data")
     prompt_template, generation = _model_settings(run)
-    config = TrainConfig.from_dict(
-        {
-            **run.hyperparameters,
-            "method": run.method,
-            "output_dir": str(output / "train"),
-            "prompt_template": prompt_template,
-            "system_prompt": generation.get("system_prompt") or None,
-        }
+    hyper = dict(run.hyperparameters)
+    if stage == "preference" and hyper.get("preference_learning_rate"):
+        hyper["learning_rate"] = hyper["preference_learning_rate"]
+    config = trainer_config(
+        hyper,
+        method=run.method,
+        output_dir=str(output / _STAGE_DIRS[stage]),
+        prompt_template=prompt_template,
+        system_prompt=generation.get("system_prompt") or None,
+        objective="dpo" if stage == "preference" else "sft",
+        init_adapter=init_adapter,
     )
-    resume = latest_checkpoint(output / "train")
-    curve = list(run.loss_curve)
-    evals = list(run.metrics.get("training", {}).get("eval_loss_curve", []))
+    if stage == "preference":
+        pairs = preference_pairs_read(directory=output)
+        train_items, eval_items = pairs["train"], pairs["eval"] if config.eval_every else ()
+    else:
+        train_items = _train_samples(run)
+        eval_items = _samples(run, SnapshotSplit.EVAL) if config.eval_every else ()
+    offset = sum(r.steps for r in done)
+    earlier = [loss for r in done for loss in r.loss_curve]
+    metrics = dict(run.metrics)
+    training = dict(metrics.get("training", {}))
+    resume = latest_checkpoint(config.output_dir)
+    curve, evals = list(earlier), []
     if resume is not None:
         resumed_step = int(resume.name.rsplit("-", 1)[1])
-        curve = curve[:resumed_step]
-        evals = [e for e in evals if e[0] <= resumed_step]
+        curve += list(run.loss_curve)[offset : offset + resumed_step]
+        if training.get("stage", stage) == stage:
+            evals = [e for e in training.get("eval_loss_curve", []) if e[0] <= resumed_step]
         TrainingRun.objects.filter(pk=run.pk).update(resumed_from=[*run.resumed_from, str(resume)])
+    elif offset == 0:
+        curve = list(run.loss_curve)  # as it always was for a run's first (or only) stage
+    training["stage"] = stage
+    metrics["training"] = training
+    _heartbeat(run.pk, metrics=metrics)
     last_write = [0.0]
 
     def on_progress(step, total, loss, lr, tokens_per_s, eta):
+        step, total = offset + step, max(run.total_steps, offset + total)
         curve.append(loss)
         if on_step is not None:
             on_step(step, total, loss)
@@ -171,7 +275,9 @@ def _train(run: TrainingRun, *, on_step=None) -> bool:
         }
         _heartbeat(run.pk, loss_curve=curve, **values)
         _event_send(
-            run.project_id, "training_progress", {"run": run.pk, **values, "loss_curve_len": len(curve)}
+            run.project_id,
+            "training_progress",
+            {"run": run.pk, **values, "loss_curve_len": len(curve), "stage": stage},
         )
 
     def on_eval(step, eval_loss, best_step, best_eval_loss):
@@ -182,15 +288,16 @@ def _train(run: TrainingRun, *, on_step=None) -> bool:
             "best_step": best_step,
             "best_eval_loss": best_eval_loss,
         }
-        _heartbeat(run.pk, metrics={"training": _training_summary(evals, best_step, best_eval_loss)})
-        _event_send(run.project_id, "training_eval", {"run": run.pk, **values})
+        training.update(_training_summary(evals, best_step, best_eval_loss))
+        _heartbeat(run.pk, metrics=metrics)
+        _event_send(run.project_id, "training_eval", {"run": run.pk, **values, "stage": stage})
 
     trainer = train_in_processes if config.num_processes > 1 else train
     result = trainer(
         config,
-        base_model_ready(run.base_model),
-        _train_samples(run),
-        eval_samples=_samples(run, SnapshotSplit.EVAL) if config.eval_every else (),
+        model_dir,
+        train_items,
+        eval_samples=eval_items,
         on_progress=on_progress,
         on_eval=on_eval,
         should_stop=lambda: _cancel_requested(run.pk),
@@ -198,22 +305,19 @@ def _train(run: TrainingRun, *, on_step=None) -> bool:
     )
     if result.stopped_early:
         _finish_if_cancelled(run.pk)
-        return False
-    summary = _training_summary(result.eval_curve, result.best_step, result.best_eval_loss)
-    candidate_register(
-        run_id=run.pk,
-        model_dir=str(result.model_dir),
-        loss_curve=result.loss_curve,
-        steps=result.steps,
-        total_steps=result.total_steps,
-        training={**summary, "stop_reason": result.stop_reason, "early_stopped": result.early_stopped},
-    )
-    return True
+        return None
+    _stage_result_write(Path(config.output_dir), result)
+    return result
 
 
 def _training_summary(evals: list, best_step: int | None, best_eval_loss: float | None) -> dict:
     """What the run page and API show of training beside the loss curve (`metrics["training"]`)."""
     return {"eval_loss_curve": evals, "best_step": best_step, "best_eval_loss": best_eval_loss}
+
+
+def _run_kind(run: TrainingRun) -> str:
+    objective = run.metrics.get("objective", "sft")
+    return run.method if objective == "sft" else f"{run.method}, {objective.replace('_', ' ')}"
 
 
 def candidate_register(
@@ -235,7 +339,7 @@ def candidate_register(
         version = model_version_register(
             project=run.project,
             actor=None,
-            name=f"run {run.pk} ({run.method})",
+            name=f"run {run.pk} ({_run_kind(run)})",
             base_model=run.base_model if lora else model_dir,
             adapter_path=model_dir if lora else "",
             prompt_template=prompt_template,

@@ -28,12 +28,22 @@ from ..models import (
 )
 from ..selectors import model_version_deployed
 from ..snapshots import snapshot_create
+from .pairs import preference_pairs_freeze, preference_pairs_write
 
-# Not hyper-parameters: where output goes, what the prompt looks like and the device are the platform's.
-_NOT_HYPERPARAMETERS = {"output_dir", "method", "prompt_template", "system_prompt", "device"}
+# Not hyper-parameters: where output goes, what the prompt looks like and the device are the platform's;
+# what a run learns (objective) follows the project's training_objective, and it starts from its model.
+_NOT_HYPERPARAMETERS = {
+    "output_dir", "method", "prompt_template", "system_prompt", "device", "objective", "init_adapter",
+}  # fmt: skip
 
 
-HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in _NOT_HYPERPARAMETERS)
+# The run's own settings beside the trainer's: the DPO stage's learning rate (None: learning_rate), since
+# preference training usually wants a much lower one than supervised fine-tuning.
+RUN_SETTINGS = {"preference_learning_rate": None}
+HYPERPARAMETERS = (
+    *(f.name for f in fields(TrainConfig) if f.name not in _NOT_HYPERPARAMETERS),
+    *RUN_SETTINGS,
+)
 
 
 def _coerce(name: str, value, default):
@@ -43,6 +53,10 @@ def _coerce(name: str, value, default):
         return value
     if name == "max_steps":
         return None if value is None else int(value)
+    if default is None:  # a rate that may be left unset (preference_learning_rate): None, or a number
+        if value is None:
+            return None
+        default = 0.0
     if name == "lora_target":
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return value
@@ -65,6 +79,7 @@ _RANGES = {
     "lora_dropout": (0.0, 0.9),
     "freeze_trainable_layers": (1, 1000),
     "learning_rate": (1e-8, 1.0),
+    "preference_learning_rate": (1e-8, 1.0),
     "epochs": (0.01, 1000.0),
     "max_steps": (1, 10_000_000),
     "batch_size": (1, 4096),
@@ -79,6 +94,8 @@ _RANGES = {
     "eval_every": (0, 10_000_000),
     "early_stopping_patience": (0, 10_000),
     "early_stopping_min_delta": (0.0, 1000.0),
+    "beta": (0.001, 100.0),
+    "label_smoothing": (0.0, 0.49),
 }
 _CHOICES = {"mixed_precision": MIXED_PRECISION}
 # Whether the gpu worker has CUDA, bf16 or enough GPUs is known only there: those refusals come from
@@ -110,7 +127,7 @@ def hyperparameters_validate(*, method: str, values: dict | None) -> dict:
             f"hyperparameters: unknown {', '.join(unknown)}; known: {', '.join(HYPERPARAMETERS)}.",
             details={"hyperparameters": unknown},
         )
-    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in HYPERPARAMETERS}
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in HYPERPARAMETERS} | RUN_SETTINGS
     merged = {**defaults, **_legacy_bf16(dict(settings.HANDOVER_TRAINING_DEFAULTS)), **values}
     out = {}
     for name, value in merged.items():
@@ -181,7 +198,11 @@ def training_run_create(
     send: bool = True,
 ) -> TrainingRun:
     """A queued run over a fresh snapshot, sent to the training queue on commit (project admins; actor
-    None is the system trigger). Locks the project row and refuses (409) while another run is active."""
+    None is the system trigger). Locks the project row and refuses (409) while another run is active.
+
+    The project's training_objective decides what it learns: sft from the snapshot's approved samples
+    (400 no_samples without one), preference from the judged pairs, frozen now into the run's directory
+    (400 no_pairs without one), or sft_then_preference both, one stage after the other."""
     if actor is not None:
         check_project_admin(user=actor, project=project)
     hyper = hyperparameters_validate(
@@ -199,10 +220,20 @@ def training_run_create(
                 code="run_active",
                 details={"run": active.pk},
             )
-        snapshot = snapshot_create(project=project)
-        if snapshot.n_train == 0:
+        objective = project.training_objective
+        snapshot = snapshot_create(project=project)  # a preference run is evaluated on its held-out items
+        if objective != "preference" and snapshot.n_train == 0:
             raise ApplicationError(
                 "The project has no approved sample to train on.", code="no_samples", details={}
+            )
+        pairs = preference_pairs_freeze(project=project) if objective != "sft" else None
+        if pairs is not None and not pairs["train"]:
+            raise ApplicationError(
+                "training_objective: the project has no decided preference pair to train on "
+                f"({pairs['counts']['eval']} held out, {pairs['counts']['ties']} ties, "
+                f"{pairs['counts']['split']} split); judge pairs in the compare queue first.",
+                code="no_pairs",
+                details={"training_objective": [objective]},
             )
         baseline = model_version_deployed(project_id=project.pk)
         if not base_model and baseline is not None and not baseline.base_model:
@@ -221,11 +252,16 @@ def training_run_create(
             base_model=base_model or (baseline.base_model if baseline else default_base_model()),
             hyperparameters=hyper,
             baseline=baseline,
-            total_steps=hyper["max_steps"] or 0,
+            total_steps=_total_steps(method, hyper, objective, snapshot.n_train, pairs),
             created_by=stored_user(actor),
+            metrics=_objective_metrics(objective, pairs),
         )
         run.output_dir = str(Path(settings.HANDOVER_TRAINING_DIR) / f"run-{run.pk}")
         run.save(update_fields=["output_dir"])
+        if pairs is not None:
+            # Written now, not on commit: the run's directory is its own (a rolled-back launch leaves an
+            # unused one behind), and the worker must find the pairs as soon as the run is sent.
+            preference_pairs_write(directory=Path(run.output_dir), frozen=pairs)
         audit_record(
             actor=actor,
             action="training_run.create",
@@ -239,11 +275,35 @@ def training_run_create(
                 "content_hash": snapshot.content_hash,
                 "n_train": snapshot.n_train,
                 "n_eval": snapshot.n_eval + snapshot.n_golden,
+                "objective": objective,
+                **({"pairs": pairs["counts"], "pairs_hash": pairs["content_hash"]} if pairs else {}),
             },
         )
         if send:  # the command line runs it in its own process instead
             training_run_send_on_commit(run_id=run.pk)
     return run
+
+
+def _total_steps(method: str, hyper: dict, objective: str, n_samples: int, pairs: dict | None) -> int:
+    """Every stage's optimizer steps together, as the trainer will count them (an SFT run's are set when
+    it starts, as they always were)."""
+    if objective == "sft":
+        return hyper["max_steps"] or 0
+    config = trainer_config(hyper, method=method, output_dir="")
+    sft = config.total_steps_for(n_samples) if objective != "preference" else 0
+    return sft + (config.total_steps_for(len(pairs["train"])) if pairs is not None else 0)
+
+
+def trainer_config(hyper: dict, **platform) -> TrainConfig:
+    """The trainer's settings from a run's hyper-parameters (less the run's own) and the platform's."""
+    return TrainConfig.from_dict({**{k: v for k, v in hyper.items() if k not in RUN_SETTINGS}, **platform})
+
+
+def _objective_metrics(objective: str, pairs: dict | None) -> dict:
+    """What the run records of its objective from the start: the pairs it froze (counts and hash)."""
+    if pairs is None:
+        return {"objective": objective}
+    return {"objective": objective, "preference": {**pairs["counts"], "content_hash": pairs["content_hash"]}}
 
 
 TRAINING_RUN_EXECUTE = "training.tasks.training_run_execute"  # by name: the tasks module sits above

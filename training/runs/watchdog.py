@@ -45,7 +45,10 @@ def training_runs_watchdog(*, now=None) -> dict:
                 )
                 failed.append(run_id)
             else:
-                checkpoint = latest_checkpoint(Path(run.output_dir) / "train") if run.output_dir else None
+                # the later stage's first: an SFT-then-preference run resumes in its preference stage
+                stages = ("preference", "train") if run.output_dir else ()
+                found = (latest_checkpoint(Path(run.output_dir) / stage) for stage in stages)
+                checkpoint = next((c for c in found if c is not None), None)
                 _run_write(
                     run,
                     actor=None,
