@@ -310,3 +310,12 @@ CELERY_BEAT_SCHEDULE["training-human-eval-check"] = {
     "task": "training.trigger.human_eval_check",
     "schedule": 30.0,
 }
+# Canary rollout (training/canary.py): the candidate is promoted when the 95 % interval of its
+# acceptable-rate difference to the baseline lies above −margin; a promote without min_outcomes waits
+# for this many reviewed canary answers. Beat checks the running canaries each minute.
+HANDOVER_CANARY_MARGIN = env.float("HANDOVER_CANARY_MARGIN", default=0.05)
+HANDOVER_CANARY_MIN_OUTCOMES = env.int("HANDOVER_CANARY_MIN_OUTCOMES", default=100)
+CELERY_BEAT_SCHEDULE["training-canaries-decide"] = {
+    "task": "training.trigger.canaries_decide",
+    "schedule": 60.0,
+}

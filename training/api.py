@@ -8,8 +8,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 
 from annotation.selectors import project_get_for_user
+from core.errors import ApplicationError
 
-from . import calibration, handover, registry, selectors, versus
+from . import calibration, canary, handover, registry, selectors, versus
 from .runs import launch
 from .runs import status as run_status
 from .serializers import (
@@ -71,6 +72,8 @@ class AskApi(GenericAPIView):
             body["item"] = result.item
         if result.raw_confidence is not None:
             body["raw_confidence"] = result.raw_confidence
+        if result.arm is not None:
+            body["arm"] = result.arm
         return Response(body)
 
 
@@ -125,13 +128,27 @@ class ModelVersionListCreateApi(GenericAPIView):
 
 
 class ModelVersionPromoteApi(GenericAPIView):
-    """Deploy this version (project admins); the one deployed before is retired."""
+    """Deploy this version (project admins); the one deployed before is retired. With
+    `{"canary": {"share": 0.1, "min_outcomes": 200}}` a canary starts instead (201, its report)."""
 
     serializer_class = ModelVersionSerializer
 
     @extend_schema(request=None)
     def post(self, request, version_id: int):
         version = selectors.model_version_get_for_user(user=request.user, version_id=version_id)
+        body = request.data if isinstance(request.data, dict) else {}
+        if body.get("canary") is not None:
+            options = body["canary"]
+            if not isinstance(options, dict):
+                raise ApplicationError(
+                    "canary: must be an object with share and min_outcomes.",
+                    details={"canary": ["Must be an object."]},
+                )
+            started = canary.canary_start(
+                project=version.project, version_id=version.pk, actor=request.user,
+                share=options.get("share"), min_outcomes=options.get("min_outcomes"),
+            )  # fmt: skip
+            return Response(canary.canary_report(started), status=status.HTTP_201_CREATED)
         version = registry.model_version_deploy(version_id=version.pk, actor=request.user)
         return Response(_with_backend_outcome(self.get_serializer(version).data, version))
 
@@ -140,6 +157,41 @@ def _with_backend_outcome(data: dict, version) -> dict:
     """A deploy's answer says what it did on the version's server: adapter loaded, adapters unloaded."""
     outcome = getattr(version, "backend_outcome", None)
     return {**data, "backend_outcome": outcome.as_dict() if outcome is not None else None}
+
+
+class CanaryApi(GenericAPIView):
+    """The project's canary (project admins; others 403, outsiders 404): GET the running or latest one's
+    arms side by side and the earlier ones; POST `{"version", "share", "min_outcomes"}` starts one."""
+
+    serializer_class = None
+
+    @extend_schema(responses={200: None})
+    def get(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        return Response(canary.canary_view(project=project, actor=request.user))
+
+    @extend_schema(request=None, responses={201: None})
+    def post(self, request, project_id: int):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        body = request.data if isinstance(request.data, dict) else {}
+        started = canary.canary_start(
+            project=project, version_id=body.get("version"), actor=request.user,
+            share=body.get("share"), min_outcomes=body.get("min_outcomes"),
+        )  # fmt: skip
+        return Response(canary.canary_report(started), status=status.HTTP_201_CREATED)
+
+
+class CanaryEndApi(GenericAPIView):
+    """End the running canary by hand (project admins): `promote` deploys the candidate, `rollback`
+    keeps the baseline; audited with the evidence so far."""
+
+    serializer_class = None
+
+    @extend_schema(request=None, responses={200: None}, operation_id="projects_canary_end")
+    def post(self, request, project_id: int, decision: str):
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        ended = canary.canary_end(project=project, actor=request.user, decision=decision)
+        return Response(canary.canary_report(ended))
 
 
 class ModelVersionRollbackApi(GenericAPIView):

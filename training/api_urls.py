@@ -11,6 +11,12 @@ urlpatterns = [
         api.CalibrationApplyApi.as_view(),
         name="api-calibration-apply",
     ),
+    path("projects/<int:project_id>/canary/", api.CanaryApi.as_view(), name="api-canary"),
+    path(
+        "projects/<int:project_id>/canary/<str:decision>/",
+        api.CanaryEndApi.as_view(),
+        name="api-canary-end",
+    ),
     path(
         "projects/<int:project_id>/model-versions/",
         api.ModelVersionListCreateApi.as_view(),

@@ -47,12 +47,18 @@ def _outcome(confidence, answer, item, metadata, approved, source) -> Outcome:
     return Outcome(confidence, similarity >= ACCEPTABLE_ROUGE_L, similarity, source, item, metadata or {})
 
 
-def outcomes_of(*, version_id: int, limit: int = MAX_OUTCOMES_PER_SOURCE) -> list[Outcome]:
+def outcomes_of(
+    *, version_id: int, limit: int = MAX_OUTCOMES_PER_SOURCE, since=None, until=None
+) -> list[Outcome]:
     """The answers of the version that people have since judged, read now from the items as they are
     (nothing copied): sampled answered traffic, and handed-over tickets, whose item is approved (or
     under a spot check) with a current revision; the latest `limit` of each. The tickets are the
-    low-confidence outcomes."""
+    low-confidence outcomes. `since` / `until`: only answers given in that window (a canary's)."""
     judged = {"item__status__in": ANSWERED_STATES, "item__current_revision__isnull": False}
+    if since is not None:
+        judged["created_at__gte"] = since
+    if until is not None:
+        judged["created_at__lte"] = until
     fields = ("confidence", "item_id", "item__metadata", "item__current_revision__text")
     sampled = AskAnswer.objects.filter(model_version_id=version_id, item__isnull=False, **judged)
     tickets = HandoverTicket.objects.filter(model_version_id=version_id, confidence__isnull=False, **judged)

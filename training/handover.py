@@ -16,7 +16,7 @@ from annotation.services import audit_record, item_content_hash, items_create, s
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 from core.errors import ApplicationError
 
-from . import calibration, metrics
+from . import calibration, canary, metrics
 from .drafting import clean_text, drafts_generate, item_prompt, item_route_to_expert
 from .engine import remote
 from .models import AskAnswer, Backend, HandoverTicket, ModelVersion
@@ -50,6 +50,8 @@ class AskResult:
     # With a calibrated version, `confidence` is the calibrated one (what met the threshold) and this the
     # model's own; None when no calibration was applied.
     raw_confidence: float | None = None
+    # While a canary runs (training/canary.py): the arm the caller is in, "canary" | "baseline".
+    arm: str | None = None
 
 
 def check_question(question: str) -> str:
@@ -166,6 +168,7 @@ def ask_answer(
 def _ask_answer(
     *, project: Project, actor: AbstractBaseUser | None, question: str, metadata: dict
 ) -> AskResult:
+    started = time.perf_counter()
     cached = cached_answer(project=project, question=question) if project.answer_cache else None
     if cached is not None:
         item_id, text = cached
@@ -176,6 +179,7 @@ def _ask_answer(
             project=project, actor=actor, question=question, version=None, candidates=[], metadata=metadata
         )
         return AskResult(project.fallback_message, None, None, True, ticket, source="people")
+    version, arm, share = canary.ask_route(project=project, actor=actor, deployed=version)
     out = ask_model(version=version, question=question)
     best = out["candidates"][0]
     raw = best["confidence"]
@@ -185,16 +189,19 @@ def _ask_answer(
     if confidence >= calibration.threshold_for(project=project, metadata=metadata):
         ask_answer_log(
             project=project, actor=actor, question=question, version=version, candidates=candidates,
-            metadata=metadata,
+            metadata=metadata, latency_ms=(time.perf_counter() - started) * 1000,
+            review_rate=canary.review_rate(rate=project.answered_review_rate, arm=arm, share=share),
         )  # fmt: skip
-        return AskResult(best["text"], confidence, version.pk, False, raw_confidence=_raw_if(calibrated, raw))
+        return AskResult(
+            best["text"], confidence, version.pk, False, raw_confidence=_raw_if(calibrated, raw), arm=arm
+        )
     ticket = ticket_open(
         project=project, actor=actor, question=question, version=version, candidates=candidates,
         metadata=metadata,
     )  # fmt: skip
     return AskResult(
         project.fallback_message, confidence, version.pk, True, ticket, source="people",
-        raw_confidence=_raw_if(calibrated, raw),
+        raw_confidence=_raw_if(calibrated, raw), arm=arm,
     )  # fmt: skip
 
 
@@ -210,12 +217,16 @@ def ask_answer_log(
     version: ModelVersion,
     candidates: list[DraftCandidate],
     metadata: dict,
+    latency_ms: float | None = None,
+    review_rate: float | None = None,
 ) -> AskAnswer:
-    """Log an answer the model gave; a sampled share (`answered_review_rate`) also becomes a production
-    item (or joins the identical one) whose drafts are the model's candidates, so people review the
-    answer through the normal workflow and their approved answer judges it (an outcome)."""
+    """Log an answer the model gave; a sampled share (`answered_review_rate`, or `review_rate` for a
+    canary's arms) also becomes a production item (or joins the identical one) whose drafts are the
+    model's candidates, so people review the answer through the normal workflow and their approved
+    answer judges it (an outcome)."""
     best = candidates[0]
-    sampled = _review_sampler.random() < project.answered_review_rate
+    rate = project.answered_review_rate if review_rate is None else review_rate
+    sampled = _review_sampler.random() < rate
     with transaction.atomic():
         item = None
         if sampled:
@@ -226,7 +237,7 @@ def ask_answer_log(
             item = _item_of(project=project, question=question)
         logged = AskAnswer.objects.create(
             project=project, model_version=version, question=question, answer=best.text,
-            confidence=best.confidence, item=item,
+            confidence=best.confidence, item=item, latency_ms=latency_ms,
         )  # fmt: skip
     if item is not None:
         item_drafts_store(item_id=item.pk, model_version_id=version.pk, candidates=candidates)

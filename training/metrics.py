@@ -10,6 +10,8 @@ tickets and deployed versions read from the database at each scrape.
 - `handover_training_runs{project, status}`: runs per state (a stuck `running` run is an alert).
 - `handover_tickets_total{project}`: hand-over tickets ever opened.
 - `handover_deployed_version{project}`: the id of the deployed model version (changes on promotion).
+- `handover_canary_share{project, candidate, baseline}`: the share of callers a running canary gets
+  (training/canary.py); absent when none runs.
 """
 
 from collections.abc import Iterable
@@ -18,7 +20,7 @@ from django.db.models import Count
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .models import HandoverTicket, ModelVersion, ModelVersionStatus, TrainingRun
+from .models import Canary, CanaryState, HandoverTicket, ModelVersion, ModelVersionStatus, TrainingRun
 
 ASK = Counter("handover_ask", "ask requests by outcome.", ["project", "outcome"])
 ASK_LATENCY = Histogram(
@@ -51,3 +53,14 @@ def collect() -> Iterable:
     ):
         deployed.add_metric([str(project_id)], version_id)
     yield deployed
+    canaries = GaugeMetricFamily(
+        "handover_canary_share",
+        "Share of callers a running canary sends to its candidate.",
+        labels=["project", "candidate", "baseline"],
+    )
+    running = Canary.objects.filter(state=CanaryState.RUNNING)
+    for project_id, candidate, baseline, share in running.values_list(
+        "project_id", "candidate_id", "baseline_id", "share"
+    ):
+        canaries.add_metric([str(project_id), str(candidate), str(baseline)], share)
+    yield canaries

@@ -111,6 +111,8 @@ class AskAnswer(models.Model):
     item = models.ForeignKey(
         "annotation.Item", null=True, blank=True, on_delete=models.SET_NULL, related_name="ask_answers"
     )
+    # How long the ask took in the service up to this answer (model included); null before canaries.
+    latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -126,6 +128,43 @@ class AskAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"answer {self.pk} by version {self.model_version_id}"
+
+
+class CanaryState(models.TextChoices):
+    RUNNING = "running", _("Running")
+    PROMOTED = "promoted", _("Promoted")
+    ROLLED_BACK = "rolled_back", _("Rolled back")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class Canary(models.Model):
+    """A candidate version answering a share of a project's `ask` traffic beside the deployed baseline,
+    until its outcomes show it is not worse (promoted) or clearly worse (rolled back); training/canary.py."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="canaries")
+    candidate = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="canaries")
+    baseline = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="canary_baselines")
+    share = models.FloatField()  # of callers (sticky per caller), in (0, 1)
+    min_outcomes = models.PositiveIntegerField()
+    state = models.CharField(max_length=20, choices=CanaryState.choices, default=CanaryState.RUNNING)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # The arms and the interval the decision was taken on, and why (`canary.canary_report`).
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"], condition=models.Q(state="running"), name="one_running_canary_per_project"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"canary {self.pk}: version {self.candidate_id} vs {self.baseline_id} ({self.state})"
 
 
 # --- the fine-tuning loop: snapshots, runs, human evaluation -------------------------------------------

@@ -231,6 +231,13 @@ def model_version_deploy(
         return version
 
 
+def model_version_serve_prepare(version: ModelVersion) -> backends.DeployOutcome:
+    """What a deploy checks before its lock, for a version about to serve traffic without being deployed
+    (a canary, training/canary.py): its files load, and its server serves it (a LoRA adapter loaded)."""
+    _files_check(version)
+    return backends.deploy_prepare(version)
+
+
 def _files_check(version: ModelVersion) -> None:
     """Its files may have gone since registration (a moved directory, a cleaned-up run). A served
     version's adapter is the server's to read; its base model, when it names one, is checked here."""

@@ -10,8 +10,9 @@ from celery import shared_task
 from django.db import transaction
 
 from annotation.models import Project
+from core.errors import ApplicationError
 
-from . import snapshots
+from . import canary, snapshots
 from .runs import human_eval, launch, watchdog
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,14 @@ def training_trigger_evaluate(*, project_id: int):
             return None
         if snapshots.approved_unsnapshotted(project_id=project_id).count() < project.retrain_threshold:
             return None  # a run started meanwhile took these samples into its snapshot
-        return launch.training_run_create(project=project, actor=None, trigger="threshold")
+        try:
+            return launch.training_run_create(project=project, actor=None, trigger="threshold")
+        except ApplicationError as exc:
+            if exc.code != "no_pairs":
+                raise
+            # a preference project whose pairs are not judged yet: the next approval asks again
+            logger.info("project %s reached its threshold but has no pairs to train on", project_id)
+            return None
 
 
 @shared_task
@@ -50,3 +58,9 @@ def training_watchdog() -> dict:
 @shared_task
 def human_eval_check() -> list[int]:
     return human_eval.human_eval_check_all()
+
+
+@shared_task
+def canaries_decide() -> dict[int, str]:
+    """Promote, roll back or cancel the running canaries whose evidence says so (training/canary.py)."""
+    return canary.canaries_decide_all()

@@ -9,6 +9,9 @@ urlpatterns = [
         views.model_version_act,
         name="project-model-act",
     ),
+    path(
+        "projects/<int:project_id>/models/canary/<str:decision>/", views.canary_act, name="project-canary-act"
+    ),
     path("projects/<int:project_id>/training/", views.training_runs, name="training-runs"),
     path("projects/<int:project_id>/calibration/", views.calibration_page, name="training-calibration"),
     path(

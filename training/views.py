@@ -2,6 +2,7 @@
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -14,7 +15,7 @@ from annotation.models import Role
 from annotation.selectors import project_get_for_user, user_roles
 from core.errors import ApplicationError, NotAllowed, NotFound
 
-from . import calibration, drafting, registry, selectors, snapshots, versus
+from . import calibration, canary, drafting, registry, selectors, snapshots, versus
 from .models import HandoverTicket
 from .runs import launch
 from .runs import status as run_status
@@ -77,6 +78,8 @@ def project_models(request, project_id: int):
             "tickets": [(t, selectors.ticket_status(t)) for t in tickets],
             "is_admin": is_admin,
             "form": form,
+            "canary": canary.canary_view(project=project, actor=request.user)["canary"] if is_admin else None,
+            "canary_defaults": {"share": 0.1, "min_outcomes": settings.HANDOVER_CANARY_MIN_OUTCOMES},
         },
     )
 
@@ -99,6 +102,12 @@ def model_version_act(request, project_id: int, version_id: int, action: str):
             version = registry.model_version_rollback(
                 project=project, actor=request.user, to_version_id=version_id
             )
+        elif action == "canary":
+            started = canary.canary_start(
+                project=project, version_id=version_id, actor=request.user,
+                share=request.POST.get("share", ""),
+                min_outcomes=request.POST.get("min_outcomes") or None,
+            )  # fmt: skip
         else:
             raise Http404
     except NotAllowed as exc:
@@ -106,7 +115,31 @@ def model_version_act(request, project_id: int, version_id: int, action: str):
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, _deployed_message(version))
+        if action == "canary":
+            messages.success(
+                request,
+                _("Canary started: %(pct)s %% of callers ask %(name)s.")
+                % {"pct": f"{started.share * 100:g}", "name": started.candidate.name},
+            )
+        else:
+            messages.success(request, _deployed_message(version))
+    return redirect("project-models", project.pk)
+
+
+@login_required
+@require_POST
+def canary_act(request, project_id: int, decision: str):
+    """An admin ends the running canary by hand: promote now, or roll back."""
+    project = _project_or_404(request, project_id)
+    try:
+        ended = canary.canary_end(project=project, actor=request.user, decision=decision)
+    except NotAllowed as exc:
+        raise PermissionDenied(exc.message) from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        state = ended.get_state_display()
+        messages.success(request, _("Canary %(id)s ended: %(state)s.") % {"id": ended.pk, "state": state})
     return redirect("project-models", project.pk)
 
 
