@@ -29,6 +29,7 @@ def p(values: list[float], q: float) -> float:
 
 def approved_items(proj, n: int, author) -> list[str]:
     """n approved single questions, written in bulk (setup, not what is measured)."""
+    from django.db import connection
     from django.utils import timezone
 
     from annotation.models import Item, ItemStatus, Revision, Stage
@@ -38,19 +39,16 @@ def approved_items(proj, n: int, author) -> list[str]:
     for start in range(0, n, 10_000):
         items_create(project=proj, actor=None, rows=[{"input": q} for q in questions[start : start + 10_000]])
     items = list(Item.objects.filter(project=proj).values_list("pk", flat=True))
-    revisions = Revision.objects.bulk_create(
+    Revision.objects.bulk_create(
         [Revision(item_id=pk, author=author, stage=Stage.ANNOTATE, text=f"Answer {pk}.") for pk in items],
         batch_size=10_000,
     )
-    now = timezone.now()
-    Item.objects.bulk_update(
-        [
-            Item(pk=r.item_id, current_revision_id=r.pk, status=ItemStatus.APPROVED, approved_at=now)
-            for r in revisions
-        ],
-        ["current_revision", "status", "approved_at"],
-        batch_size=10_000,
-    )
+    with connection.cursor() as cursor:  # one statement: bulk_update's CASE over 100,000 rows is slow
+        cursor.execute(
+            f"UPDATE {Item._meta.db_table} i SET current_revision_id = r.id, status = %s, approved_at = %s "
+            f"FROM {Revision._meta.db_table} r WHERE r.item_id = i.id AND i.project_id = %s",
+            [ItemStatus.APPROVED, timezone.now(), proj.pk],
+        )
     return questions
 
 
