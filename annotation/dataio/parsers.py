@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import ijson
 
+from annotation.dataio.chat_logs import CHAT_LOG, ChatLogOptions, ChatLogReport, chat_log_rows
 from annotation.dataio.conversation import kind as _kind
 from annotation.dataio.records import (
     FIELDS,
@@ -29,8 +30,9 @@ from annotation.dataio.records import (
     record_row,
 )
 
-__all__ = ["CONTAINERS", "FIELDS", "FORMATS", "SCHEMAS", "FileTooLarge", "ImportErrorReport", "KeyReport",
-           "ParsedRow", "RowError", "detect_container", "detect_schema", "read_records"]  # fmt: skip
+__all__ = ["CHAT_LOG", "CONTAINERS", "FIELDS", "FORMATS", "SCHEMAS", "FileTooLarge", "ImportErrorReport",
+           "KeyReport", "ParsedRow", "RowError", "detect_container", "detect_schema",
+           "read_records"]  # fmt: skip
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -38,9 +40,10 @@ DEFAULT_MAX_FIELD_BYTES = 32 * KIB
 DEFAULT_MAX_FILE_BYTES = 50 * MIB
 MAX_LISTED_ERRORS = 100
 
-# Container formats say how records are laid out in the file; schemas say what a record looks like.
+# Container formats say how records are laid out in the file; schemas say what a record looks like. A
+# chat log's records are messages, not conversations: it is named, never detected.
 CONTAINERS = ("csv", "json", "jsonl")
-FORMATS = CONTAINERS + SCHEMAS
+FORMATS = CONTAINERS + SCHEMAS + (CHAT_LOG,)
 
 _BOM = codecs.BOM_UTF8
 
@@ -196,13 +199,17 @@ def read_records(
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     keys: KeyReport | None = None,
+    chat_log: ChatLogOptions | None = None,
+    chat_log_report: ChatLogReport | None = None,
 ) -> Iterator[ParsedRow | RowError]:
     """Yield each record of `stream` as a ParsedRow (a conversation), or one RowError per problem in it.
 
     `fmt` is a container ("csv", "json", "jsonl") or a schema ("label_studio", "alpaca", "sharegpt",
     "openai"); left None, the container comes from `filename` and the first bytes, the schema from the
-    first record. `mapping` (field -> source key or None, fields as in records.FIELDS) overrides which
-    key holds a field; given without a schema fmt it turns detection off (records are read as plain).
+    first record; "chat_log" reads JSON or JSONL messages into conversations (`chat_logs`), by
+    `chat_log` options, counting what it found into `chat_log_report`. `mapping` (field -> source key or
+    None, fields as in records.FIELDS) overrides which key holds a field; given without a schema fmt it
+    turns detection off (records are read as plain).
     `keys`, when given, learns what the file is read as (`keys.format`); the caller counts the rows it
     keeps with `keys.add(row.keys)`, so a reader stopped early (a preview) counts what it showed.
 
@@ -212,6 +219,8 @@ def read_records(
     """
     if fmt is not None and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == CHAT_LOG and mapping is not None:
+        raise ValueError("a chat log is read by its own keys; it takes no mapping")
     mapping = mapping_normalised(mapping) if mapping is not None else None
     buffered = io.BufferedReader(_GuardedReader(stream, max_file_bytes))
     try:
@@ -222,6 +231,17 @@ def read_records(
             yield RowError(1, None, "file is empty")
             return
         container = fmt if fmt in CONTAINERS else detect_container(filename, head)
+        if fmt == CHAT_LOG:
+            if container == "csv":
+                reason = "format 'chat_log' is JSON-shaped (JSON Lines or an array); it cannot be read as CSV"
+                raise ValueError(reason)
+            if keys is not None:
+                keys.format = CHAT_LOG
+            records = _json_array(buffered) if container == "json" else _jsonl(buffered)
+            report = chat_log_report if chat_log_report is not None else ChatLogReport()
+            options = chat_log or ChatLogOptions()
+            yield from chat_log_rows(records, options=options, report=report, limit=max_field_bytes)
+            return
         schema = fmt if fmt in SCHEMAS else ("plain" if mapping is not None else None)
         if container == "csv":
             if schema not in (None, "plain"):

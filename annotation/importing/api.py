@@ -25,8 +25,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImportJob
-        fields = ["id", "project", "filename", "format", "detected_format", "mapping", "skip_invalid",
-                  "redact", "status", "counts", "progress", "key_report", "errors", "errors_total",
+        fields = ["id", "project", "filename", "format", "detected_format", "mapping", "options",
+                  "skip_invalid", "redact", "status", "counts", "progress", "key_report", "format_report",
+                  "errors", "errors_total",
                   "errors_truncated", "message", "created_by", "created_at", "started_at", "heartbeat_at",
                   "finished_at"]  # fmt: skip
         read_only_fields = fields
@@ -55,6 +56,14 @@ class ImportCreateSerializer(StrictSerializer):
     skip_invalid = serializers.BooleanField(required=False, default=False)
     # Left out: the project's redact_on_import setting.
     redact = serializers.BooleanField(required=False, allow_null=True, default=None)
+    # chat_log only (checked by the import service, which names the field): a longer silence starts a new
+    # conversation; left out, 30 minutes.
+    session_gap_minutes = serializers.FloatField(required=False, allow_null=True, default=None)
+
+
+def _format_options(data) -> dict:
+    gap = data["session_gap_minutes"]
+    return {} if gap is None else {"session_gap_minutes": gap}
 
 
 def _import_upload(request, project_id: int):
@@ -94,6 +103,7 @@ class ProjectImportsApi(GenericAPIView):
             mapping=data["mapping"],
             skip_invalid=data["skip_invalid"],
             redact=data["redact"],
+            options=_format_options(data),
         )
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -112,6 +122,10 @@ class ImportPreviewSerializer(serializers.Serializer):
     records_invalid = serializers.IntegerField()
     complete = serializers.BooleanField(help_text=f"false: only the first {importing.PREVIEW_MAX_RECORDS:,} "
                                                   "records were read")  # fmt: skip
+    format_report = serializers.DictField(
+        help_text="chat_log: messages, duplicate_messages, sessions, conversations, split_by_gap, "
+        "without_user, truncated"
+    )
 
 
 class ImportPreviewApi(GenericAPIView):
@@ -127,7 +141,7 @@ class ImportPreviewApi(GenericAPIView):
         upload = data["file"]
         preview = importing.import_preview(
             project=project, actor=request.user, file=upload, filename=upload.name, fmt=data["format"],
-            mapping=data["mapping"], redact=data["redact"],
+            mapping=data["mapping"], redact=data["redact"], options=_format_options(data),
         )  # fmt: skip
         return Response(asdict(preview))
 

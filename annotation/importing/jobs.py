@@ -33,7 +33,16 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from annotation.dataio.chat_logs import (
+    DEFAULT_GAP_MINUTES,
+    FLAG_COMPLAINT,
+    FLAG_PERSON,
+    ChatLogOptions,
+    ChatLogReport,
+    check_gap_minutes,
+)
 from annotation.dataio.parsers import (
+    CHAT_LOG,
     FIELDS,
     FORMATS,
     FileTooLarge,
@@ -45,7 +54,7 @@ from annotation.dataio.parsers import (
 from annotation.dataio.records import LEGACY_FIELDS
 from annotation.dataio.redaction import DEFAULT as ALL_REDACTORS
 from annotation.importing.staging import Staging, stage_row
-from annotation.models import ImportJob, ImportStatus, Project
+from annotation.models import ImportJob, ImportStatus, ItemSource, Project
 from annotation.permissions import check_project_admin
 from annotation.selectors import project_get_for_user
 from annotation.services import audit_record
@@ -71,15 +80,22 @@ ProgressCallback = Callable[[ImportJob], None]
 # --- checks ---------------------------------------------------------------------------------------------
 
 
-def check_import_options(*, fmt: str, mapping: object) -> None:
-    """Reject an unknown format or a mapping that is not {field: source key} before a job exists."""
+def check_import_options(*, fmt: str, mapping: object, options: object = None) -> dict:
+    """Reject an unknown format, a mapping that is not {field: source key} or options the format does not
+    take, before a job exists; returns the format's options with their defaults (a chat log's gap)."""
     if fmt and fmt not in FORMATS:
         raise ApplicationError(
             f"format: unknown format '{fmt}'; one of: {', '.join(FORMATS)} (or leave it empty to detect).",
             details={"format": fmt},
         )
+    clean = _format_options(fmt, options)
     if mapping is None:
-        return
+        return clean
+    if fmt == CHAT_LOG:
+        raise ApplicationError(
+            "mapping: a chat log is read by its own keys (session_id, timestamp, role, content and their "
+            "synonyms); leave the mapping empty."
+        )
     if not isinstance(mapping, dict):
         raise ApplicationError("mapping: expected a JSON object of field -> source key.")
     unknown = sorted(set(mapping) - set(FIELDS) - set(LEGACY_FIELDS))
@@ -94,6 +110,36 @@ def check_import_options(*, fmt: str, mapping: object) -> None:
     # null: the field comes from no key (its usual keys stay metadata); the question must come from one.
     if "input" in mapping and not mapping["input"] and not mapping.get("messages"):
         raise ApplicationError("mapping: input must come from a source field (or map messages).")
+    return clean
+
+
+def _format_options(fmt: str, options: object) -> dict:
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise ApplicationError("options: expected an object of option -> value.")
+    if fmt != CHAT_LOG:
+        if options:
+            names = ", ".join(sorted(options))
+            raise ApplicationError(f"{names}: only the chat_log format takes this option.")
+        return {}
+    unknown = sorted(set(options) - {"session_gap_minutes"})
+    if unknown:
+        names = ", ".join(unknown)
+        raise ApplicationError(f"{names}: not an option of chat_log; it takes session_gap_minutes.")
+    gap = options.get("session_gap_minutes")
+    try:
+        gap = DEFAULT_GAP_MINUTES if gap is None else check_gap_minutes(gap)
+    except ValueError as exc:
+        raise ApplicationError(f"session_gap_minutes: {exc}.", details={"session_gap_minutes": gap}) from None
+    return {"session_gap_minutes": gap}
+
+
+def chat_log_options(*, project: Project, options: dict, max_messages: int | None = None) -> ChatLogOptions:
+    """How a chat log is read into this project: the job's gap, the project's flag phrases."""
+    phrases = {FLAG_PERSON: list(project.log_person_phrases or []),
+               FLAG_COMPLAINT: list(project.log_complaint_phrases or [])}  # fmt: skip
+    gap = options.get("session_gap_minutes", DEFAULT_GAP_MINUTES)
+    return ChatLogOptions(gap_minutes=gap, flag_phrases=phrases, max_messages=max_messages)
 
 
 def check_file_size(*, size: int) -> None:
@@ -145,16 +191,18 @@ def import_job_create(
     mapping: dict | None = None,
     skip_invalid: bool = False,
     redact: bool | None = None,
+    options: dict | None = None,
     enqueue: bool = True,
 ) -> ImportJob:
     """Create a queued import of `file` (kept under MEDIA_ROOT) and send it to a worker on commit.
 
     `actor` None is the command line, which is trusted and passes no file: it runs the job itself on the
-    local file with `import_job_run(stream=...)`. `redact` None takes the project's setting.
+    local file with `import_job_run(stream=...)`. `redact` None takes the project's setting. `options` are
+    the format's (chat_log: session_gap_minutes).
     """
     if actor is not None:
         check_project_admin(user=actor, project=project)
-    check_import_options(fmt=fmt, mapping=mapping)
+    options = check_import_options(fmt=fmt, mapping=mapping, options=options)
     if file is not None:
         size = file.size if size is None else size
         check_file_size(size=size)
@@ -164,6 +212,7 @@ def import_job_create(
         filename=_safe_filename(filename),
         format=fmt,
         mapping=mapping,
+        options=options,
         skip_invalid=skip_invalid,
         redact=project.redact_on_import if redact is None else redact,
         bytes_total=size or 0,
@@ -177,7 +226,7 @@ def import_job_create(
         target=job,
         project=project,
         to_state=ImportStatus.QUEUED,
-        data={"filename": job.filename, "format": fmt, "skip_invalid": skip_invalid},
+        data={"filename": job.filename, "format": fmt, "skip_invalid": skip_invalid, "options": options},
     )
     if enqueue and file is not None:
         task_send_on_commit(IMPORT_RUN, job.pk)
@@ -292,7 +341,7 @@ def _finish(job: ImportJob, report: ImportErrorReport, keys: KeyReport, *, statu
     job.finished_at = timezone.now()
     fields = ["status", "message", "errors", "errors_total", "finished_at", "rows_read", "rows_imported",
               "rows_duplicate", "rows_invalid", "rows_flagged", "bytes_read", "bytes_total", "key_report",
-              "detected_format"]  # fmt: skip
+              "detected_format", "format_report"]  # fmt: skip
     _save_progress(job, fields)
     audit_record(
         actor=None, action="import.finish", target=job, project=job.project,
@@ -357,6 +406,16 @@ def import_job_run(
     return job
 
 
+def _log_summary(counts: dict) -> str:
+    """A chat log's counts as the job's message says them."""
+    text = (f"{counts['conversations']:,} conversation(s) from {counts['messages']:,} message(s) in "
+            f"{counts['sessions']:,} session(s), {counts['split_by_gap']:,} split off by a gap; "
+            f"{counts['duplicate_messages']:,} duplicate message(s) dropped")  # fmt: skip
+    if counts["without_user"]:
+        text += f"; {counts['without_user']:,} conversation(s) without a user message not imported"
+    return text
+
+
 class _Abandoned(Exception):
     """The job was failed by someone else (the stale reaper) before its insert committed."""
 
@@ -375,6 +434,8 @@ def _stage(job, stream, staging: Staging, report: ImportErrorReport, keys: KeyRe
     reader = _CountingReader(stream)
     redactors = ALL_REDACTORS if job.redact else ()
     phrases = list(job.project.compliance_phrases or [])
+    chat_log = chat_log_options(project=job.project, options=job.options) if job.format == CHAT_LOG else None
+    log_report = ChatLogReport() if chat_log is not None else None
     batch: list[tuple] = []
     valid = invalid = 0
     last_bad_line = None
@@ -394,6 +455,8 @@ def _stage(job, stream, staging: Staging, report: ImportErrorReport, keys: KeyRe
         max_field_bytes=settings.IMPORT_MAX_FIELD_BYTES,
         max_file_bytes=max(settings.IMPORT_MAX_FILE_BYTES, job.bytes_total),
         keys=keys,
+        chat_log=chat_log,
+        chat_log_report=log_report,
     )
     for row in rows:
         if isinstance(row, RowError):
@@ -406,7 +469,7 @@ def _stage(job, stream, staging: Staging, report: ImportErrorReport, keys: KeyRe
         keys.add(row.keys)
         # Once a row is bad and bad rows are not skipped nothing will be imported: only count the rest.
         if report.ok or job.skip_invalid:
-            batch.append(stage_row(row, redactors=redactors, phrases=phrases))
+            batch.append(stage_row(row, redactors=redactors, phrases=phrases, log_flags=chat_log is not None))
             if len(batch) >= BATCH_ROWS:
                 staging.write(batch)
                 batch = []
@@ -415,6 +478,8 @@ def _stage(job, stream, staging: Staging, report: ImportErrorReport, keys: KeyRe
             last_report = time.monotonic()
     if batch and (report.ok or job.skip_invalid):
         staging.write(batch)
+    if log_report is not None:
+        job.format_report = log_report.as_dict()
     report_progress()
 
 
@@ -424,13 +489,16 @@ def _insert(job: ImportJob, staging: Staging, report: ImportErrorReport, keys: K
         locked = locked.first()
         if locked != ImportStatus.RUNNING:
             raise _Abandoned
-        created, flagged = staging.insert_items(project_id=job.project_id)
+        source = ItemSource.LOG if job.format == CHAT_LOG else ItemSource.IMPORT
+        created, flagged = staging.insert_items(project_id=job.project_id, source=source)
         job.rows_imported = created
         job.rows_flagged = flagged
         job.rows_duplicate = job.rows_read - job.rows_invalid - created
         parts = [f"{created:,} imported", f"{job.rows_duplicate:,} already present"]
         if job.rows_invalid:
             parts.append(f"{job.rows_invalid:,} invalid row(s) skipped")
+        if job.format == CHAT_LOG:
+            parts.append(_log_summary(job.format_report))
         _finish(job, report, keys, status=ImportStatus.SUCCEEDED, message="; ".join(parts) + ".")
         if created:
             from annotation.services import items_arrived

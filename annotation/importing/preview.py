@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import File
 
-from annotation.dataio.parsers import ImportErrorReport, KeyReport, ParsedRow, RowError, read_records
+from annotation.dataio.chat_logs import ChatLogReport
+from annotation.dataio.parsers import (
+    CHAT_LOG,
+    ImportErrorReport,
+    KeyReport,
+    ParsedRow,
+    RowError,
+    read_records,
+)
 from annotation.dataio.redaction import DEFAULT as ALL_REDACTORS
-from annotation.importing.jobs import check_file_size, check_import_options, error_dicts
+from annotation.importing.jobs import chat_log_options, check_file_size, check_import_options, error_dicts
 from annotation.importing.staging import row_redacted_all
 from annotation.models import Project
 from annotation.permissions import check_project_admin
@@ -31,6 +39,7 @@ class ImportPreview:
     records_read: int
     records_invalid: int
     complete: bool  # the whole file was read; otherwise only the first PREVIEW_MAX_RECORDS records
+    format_report: dict = field(default_factory=dict)  # a chat log's counts (messages, sessions, ...)
 
 
 def _preview_row(row: ParsedRow) -> dict:
@@ -48,6 +57,7 @@ def import_preview(
     fmt: str = "",
     mapping: dict | None = None,
     redact: bool | None = None,
+    options: dict | None = None,
 ) -> ImportPreview:
     """What importing `file` with these options would store, read from its start; creates nothing.
 
@@ -55,8 +65,13 @@ def import_preview(
     preview that is refused (403/404, 400, 413) is an import that would be.
     """
     check_project_admin(user=actor, project=project)
-    check_import_options(fmt=fmt, mapping=mapping)
+    options = check_import_options(fmt=fmt, mapping=mapping, options=options)
     check_file_size(size=file.size)
+    # A chat log is read whole before its first conversation: the preview reads its first messages.
+    chat_log = log_report = None
+    if fmt == CHAT_LOG:
+        chat_log = chat_log_options(project=project, options=options, max_messages=PREVIEW_MAX_RECORDS)
+        log_report = ChatLogReport()
     redactors = ALL_REDACTORS if (project.redact_on_import if redact is None else redact) else ()
     keys, report = KeyReport(), ImportErrorReport()
     shown: list[dict] = []
@@ -66,6 +81,7 @@ def import_preview(
     results = read_records(
         file, filename=filename, fmt=fmt or None, mapping=mapping, keys=keys,
         max_field_bytes=settings.IMPORT_MAX_FIELD_BYTES, max_file_bytes=settings.IMPORT_MAX_FILE_BYTES,
+        chat_log=chat_log, chat_log_report=log_report,
     )  # fmt: skip
     complete = True
     try:
@@ -90,7 +106,10 @@ def import_preview(
         raise ApplicationError(f"format: {exc}.") from None
     finally:
         results.close()
+    if log_report is not None and log_report.truncated:
+        complete = False
     return ImportPreview(
         format=keys.format, rows=shown, keys=keys.as_dict(), errors=error_dicts(report.errors),
         errors_total=report.total, records_read=read, records_invalid=invalid, complete=complete,
+        format_report=log_report.as_dict() if log_report is not None else {},
     )  # fmt: skip

@@ -57,8 +57,9 @@ class Staging:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
 
-    def insert_items(self, *, project_id: int) -> tuple[int, int]:
-        """Insert the staged rows as items in file order, skipping duplicates; returns (created, flagged)."""
+    def insert_items(self, *, project_id: int, source: str = ItemSource.IMPORT) -> tuple[int, int]:
+        """Insert the staged rows as items (of `source`) in file order, skipping duplicates; returns
+        (created, flagged)."""
         now = timezone.now()
         item_table = Item._meta.db_table
         staged = {"input", "system", "reference_output", "external_id", "content_hash", "question_key"}
@@ -79,7 +80,7 @@ class Staging:
             if field.name == "project":
                 value = project_id
             elif field.name == "source":
-                value = ItemSource.IMPORT
+                value = source
             elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
                 value = now
             else:
@@ -117,20 +118,30 @@ class Staging:
             created = cursor.rowcount
             flags = "CAST(s.flags AS jsonb)" if self.postgres else "s.flags"
             flag_table = ComplianceFlag._meta.db_table
-            cursor.execute(
-                f"""
-                INSERT INTO {flag_table} (item_id, revision_id, phrases, created_at)
-                SELECT i.id, NULL, {flags}, %s
-                FROM {self.table} s JOIN {item_table} i ON i.project_id = %s AND (
-                    (s.external_id <> '' AND i.external_id = s.external_id)
-                    OR (s.external_id = '' AND i.external_id = '' AND i.content_hash = s.content_hash)
+            # A staged row is its item by external id or, without one, by content hash: one equi-join
+            # each, which can be hashed (a join on "one OR the other" cannot). Nested loops are off for
+            # them: the item table's statistics predate the rows just inserted (after a first import
+            # they say "empty"), and a nested loop then scans the new items once per flagged row.
+            if self.postgres:
+                cursor.execute("SET LOCAL enable_nestloop = off")
+            flagged = 0
+            for match in (
+                "s.external_id <> '' AND i.external_id = s.external_id",
+                "s.external_id = '' AND i.external_id = '' AND i.content_hash = s.content_hash",
+            ):
+                cursor.execute(
+                    f"""
+                    INSERT INTO {flag_table} (item_id, revision_id, phrases, created_at)
+                    SELECT i.id, NULL, {flags}, %s
+                    FROM {self.table} s JOIN {item_table} i ON i.project_id = %s AND {match}
+                    WHERE s.flags IS NOT NULL AND i.id > %s
+                    ON CONFLICT DO NOTHING
+                    """,
+                    [now, project_id, last_id_before],
                 )
-                WHERE s.flags IS NOT NULL AND i.id > %s
-                ON CONFLICT DO NOTHING
-                """,
-                [now, project_id, last_id_before],
-            )
-            flagged = cursor.rowcount
+                flagged += cursor.rowcount
+            if self.postgres:
+                cursor.execute("SET LOCAL enable_nestloop = on")
         return created, flagged
 
 
@@ -144,16 +155,22 @@ def json_text(value) -> str:
     return _compact(value)
 
 
-def stage_row(row: ParsedRow, *, redactors, phrases) -> tuple:
-    """The staging columns of one row (see Staging.COLUMNS), redacted and flagged as the job says."""
+def stage_row(row: ParsedRow, *, redactors, phrases, log_flags: bool = False) -> tuple:
+    """The staging columns of one row (see Staging.COLUMNS), redacted and flagged as the job says.
+
+    With `log_flags` (a chat log) the phrases its reader found in the user's turns (metadata
+    `flag_phrases`) flag the item too, beside the compliance phrases."""
+    found: list[str] = []
+    if log_flags:
+        for listed in row.metadata.get("flag_phrases", {}).values():
+            found.extend(phrase for phrase in listed if phrase not in found)
     if redactors:
         row = row_redacted_all(row, redactors)
     messages = row.messages
-    flags = None
     if phrases:
         texts = [row.system, *(turn["content"] for turn in messages), row.reference_output]
-        found = compliance_flags("\n".join(texts), phrases)
-        flags = json.dumps(found, ensure_ascii=False) if found else None
+        found.extend(phrase for phrase in compliance_flags("\n".join(texts), phrases) if phrase not in found)
+    flags = json.dumps(found, ensure_ascii=False) if found else None
     # The hash's canonical JSON of the turns is what gets stored: each conversation is encoded once.
     digest, messages_json = content_hash_with_json(system=row.system, messages=messages, tools=row.tools)
     return (

@@ -31,6 +31,9 @@ class ImportForm(forms.Form):
     messages = forms.CharField(label=_("Turns key (role/content or from/value)"), required=False)
     history = forms.CharField(label=_("History key ([question, answer] pairs)"), required=False)
     tools = forms.CharField(label=_("Tools key"), required=False)
+    session_gap_minutes = forms.FloatField(
+        label=_("Chat log: minutes of silence that start a new conversation (default 30)"), required=False
+    )
     skip_invalid = forms.BooleanField(label=_("Skip invalid rows (and list them)"), required=False)
     redact = forms.BooleanField(label=_("Redact personal data"), required=False)
 
@@ -40,6 +43,10 @@ class ImportForm(forms.Form):
 
     def mapping_fields(self):
         return [self[name] for name in FIELDS]
+
+    def format_options(self) -> dict:
+        gap = self.cleaned_data["session_gap_minutes"]
+        return {} if gap is None else {"session_gap_minutes": gap}
 
 
 @login_required
@@ -59,6 +66,7 @@ def imports(request, project_id: int):
                 mapping=form.mapping(),
                 skip_invalid=form.cleaned_data["skip_invalid"],
                 redact=form.cleaned_data["redact"],
+                options=form.format_options(),
             )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
@@ -84,6 +92,7 @@ def import_preview(request, project_id: int):
             preview = importing.import_preview(
                 project=project, actor=request.user, file=upload, filename=upload.name,
                 fmt=form.cleaned_data["format"], mapping=form.mapping(), redact=form.cleaned_data["redact"],
+                options=form.format_options(),
             )  # fmt: skip
         except ApplicationError as exc:
             context["error"] = exc.message

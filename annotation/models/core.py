@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models import F
 from django.utils.translation import gettext_lazy as _
 
+from annotation.dataio.chat_logs import DEFAULT_COMPLAINT_PHRASES, DEFAULT_PERSON_PHRASES
+
 
 class Role(models.TextChoices):
     ANNOTATOR = "annotator", _("Annotator")
@@ -55,6 +57,23 @@ def validate_metadata_thresholds(value) -> None:
                 )
 
 
+def validate_phrases(value) -> None:
+    """A list of phrases, each with text."""
+    if not isinstance(value, list):
+        raise ValidationError(_("Expected a list of phrases."))
+    for number, phrase in enumerate(value, start=1):
+        if not isinstance(phrase, str) or not phrase.strip():
+            raise ValidationError(_("Phrase %(number)s is empty or not text."), params={"number": number})
+
+
+def default_log_person_phrases() -> list[str]:
+    return list(DEFAULT_PERSON_PHRASES)
+
+
+def default_log_complaint_phrases() -> list[str]:
+    return list(DEFAULT_COMPLAINT_PHRASES)
+
+
 class Project(models.Model):
     name = models.CharField(_("name"), max_length=200)
     slug = models.SlugField(_("slug"), max_length=80, unique=True)
@@ -95,6 +114,20 @@ class Project(models.Model):
         default=list,
         blank=True,
         help_text=_("Phrases that flag an item or revision for a reviewer's attention."),
+    )
+    log_person_phrases = models.JSONField(
+        _("chat log phrases: asked for a person"),
+        default=default_log_person_phrases,
+        blank=True,
+        validators=[validate_phrases],
+        help_text=_("A chat log conversation whose user wrote one of these is flagged asked_for_person."),
+    )
+    log_complaint_phrases = models.JSONField(
+        _("chat log phrases: complained"),
+        default=default_log_complaint_phrases,
+        blank=True,
+        validators=[validate_phrases],
+        help_text=_("A chat log conversation whose user wrote one of these is flagged complained."),
     )
     eval_rouge_l_floor = models.FloatField(
         _("evaluation floor (ROUGE-L)"),
@@ -262,6 +295,7 @@ class ItemSource(models.TextChoices):
     PRODUCTION = "production", _("Production (ask)")
     MANUAL = "manual", _("Manual")
     DEMO = "demo", _("Demo")
+    LOG = "log", _("Chat log")
 
 
 class Item(models.Model):

@@ -25,6 +25,8 @@ class ImportJob(models.Model):
     format = models.CharField(max_length=20, blank=True)  # empty: detected from the name and content
     detected_format = models.CharField(max_length=20, blank=True)  # what the file was read as
     mapping = models.JSONField(null=True, blank=True)  # field -> source key; null: the format's default
+    # The format's own options, e.g. {"session_gap_minutes": 30} for a chat log.
+    options = models.JSONField(default=dict, blank=True)
     skip_invalid = models.BooleanField(default=False)
     redact = models.BooleanField(default=False)
     status = models.CharField(max_length=20, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
@@ -37,6 +39,8 @@ class ImportJob(models.Model):
     errors_total = models.PositiveIntegerField(default=0)
     # Where each source key of the valid rows went: {key: {"to": "metadata.category", "rows": n}}.
     key_report = models.JSONField(default=dict, blank=True)
+    # What the format counted beyond rows: a chat log's messages, duplicate messages, sessions, ...
+    format_report = models.JSONField(default=dict, blank=True)
     bytes_read = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(default=0)
     message = models.TextField(blank=True)

@@ -8,7 +8,8 @@ from core.serializers import StrictModelSerializer, StrictSerializer
 PROJECT_SETTINGS = [
     "name", "slug", "description", "guidelines", "prompt_template", "review_tiers", "ratings_per_response",
     "retrain_threshold", "confidence_threshold", "fallback_message", "spot_check_rate", "draft_candidates",
-    "route_low_confidence_to_expert", "redact_on_import", "compliance_phrases", "eval_rouge_l_floor",
+    "route_low_confidence_to_expert", "redact_on_import", "compliance_phrases", "log_person_phrases",
+    "log_complaint_phrases", "eval_rouge_l_floor",
     "eval_rouge_l_tolerance", "human_eval_size", "human_eval_min_alpha", "training_hyperparameters",
     "training_objective", "human_eval_mode", "human_eval_min_win_rate", "answer_cache",
     "answered_review_rate", "answer_target_precision", "metadata_thresholds",

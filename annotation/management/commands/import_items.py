@@ -9,13 +9,15 @@ from tqdm import tqdm
 from annotation.dataio.parsers import FIELDS, FORMATS
 from annotation.importing import import_job_create, import_job_run
 from annotation.models import ImportStatus, Project
+from core.errors import ApplicationError
 
 
 class Command(BaseCommand):
     help = (
-        "Import items from a CSV, JSON, JSONL, Label Studio, alpaca, sharegpt or OpenAI chat file; every key "
-        "that is not part of the conversation becomes the item's metadata. Nothing is imported when any row "
-        "is invalid, unless --skip-invalid; rows already in the project are skipped."
+        "Import items from a CSV, JSON, JSONL, Label Studio, alpaca, sharegpt or OpenAI chat file, or from a "
+        "raw chat log (--format chat_log: one message per line, split into conversations); every key that "
+        "is not part of the conversation becomes the item's metadata. Nothing is imported when any row is "
+        "invalid, unless --skip-invalid; rows already in the project are skipped."
     )
 
     def add_arguments(self, parser):
@@ -28,6 +30,12 @@ class Command(BaseCommand):
             help=f"JSON: field -> source key, or null for none; fields: {', '.join(FIELDS)}",
         )
         parser.add_argument("--skip-invalid", action="store_true", help="import valid rows, list the rest")
+        parser.add_argument(
+            "--session-gap-minutes",
+            type=float,
+            default=None,
+            help="chat_log: a longer silence inside a session starts a new conversation (default 30)",
+        )
         redact = parser.add_mutually_exclusive_group()
         redact.add_argument("--redact", dest="redact", action="store_true", default=None)
         redact.add_argument("--no-redact", dest="redact", action="store_false")
@@ -44,16 +52,22 @@ class Command(BaseCommand):
             mapping = json.loads(options["mapping"]) if options["mapping"] else None
         except json.JSONDecodeError as exc:
             raise CommandError(f"--mapping is not JSON: {exc}") from None
-        job = import_job_create(
-            project=project,
-            actor=None,
-            filename=path.name,
-            size=path.stat().st_size,
-            fmt=options["format"],
-            mapping=mapping,
-            skip_invalid=options["skip_invalid"],
-            redact=options["redact"],
-        )
+        gap = options["session_gap_minutes"]
+        format_options = {} if gap is None else {"session_gap_minutes": gap}
+        try:
+            job = import_job_create(
+                project=project,
+                actor=None,
+                filename=path.name,
+                size=path.stat().st_size,
+                fmt=options["format"],
+                mapping=mapping,
+                skip_invalid=options["skip_invalid"],
+                redact=options["redact"],
+                options=format_options,
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
         verbose = options["verbosity"] > 0
         with (
             path.open("rb") as stream,
