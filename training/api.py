@@ -74,6 +74,8 @@ class AskApi(GenericAPIView):
             body["raw_confidence"] = result.raw_confidence
         if result.arm is not None:
             body["arm"] = result.arm
+        if result.agreement is not None:
+            body["agreement"] = result.agreement
         return Response(body)
 
 

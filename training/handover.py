@@ -19,6 +19,7 @@ from core.errors import ApplicationError
 from . import calibration, canary, metrics
 from .drafting import clean_text, drafts_generate, item_prompt, item_route_to_expert
 from .engine import remote
+from .engine.metrics import rouge_l
 from .models import AskAnswer, Backend, HandoverTicket, ModelVersion
 from .registry import generation_settings, model_spec
 from .selectors import ANSWERED_STATES, model_version_deployed
@@ -52,6 +53,8 @@ class AskResult:
     raw_confidence: float | None = None
     # While a canary runs (training/canary.py): the arm the caller is in, "canary" | "baseline".
     arm: str | None = None
+    # Voting (Project.vote_min_agreement): how far the model's sampled answers agreed, when measured.
+    agreement: float | None = None
 
 
 def check_question(question: str) -> str:
@@ -186,23 +189,36 @@ def _ask_answer(
     calibrated = calibration.confidence_calibrated(version_id=version.pk, confidence=raw)
     confidence = raw if calibrated is None else calibrated
     candidates = [DraftCandidate(c["text"], c["confidence"]) for c in out["candidates"]]
-    if confidence >= calibration.threshold_for(project=project, metadata=metadata):
+    agreement = answers_agreement([c.text for c in candidates]) if project.vote_min_agreement > 0 else None
+    agreed = agreement is None or agreement >= project.vote_min_agreement
+    if agreed and confidence >= calibration.threshold_for(project=project, metadata=metadata):
         ask_answer_log(
             project=project, actor=actor, question=question, version=version, candidates=candidates,
             metadata=metadata, latency_ms=(time.perf_counter() - started) * 1000,
             review_rate=canary.review_rate(rate=project.answered_review_rate, arm=arm, share=share),
         )  # fmt: skip
         return AskResult(
-            best["text"], confidence, version.pk, False, raw_confidence=_raw_if(calibrated, raw), arm=arm
-        )
+            best["text"], confidence, version.pk, False, raw_confidence=_raw_if(calibrated, raw), arm=arm,
+            agreement=agreement,
+        )  # fmt: skip
     ticket = ticket_open(
         project=project, actor=actor, question=question, version=version, candidates=candidates,
         metadata=metadata,
     )  # fmt: skip
     return AskResult(
         project.fallback_message, confidence, version.pk, True, ticket, source="people",
-        raw_confidence=_raw_if(calibrated, raw), arm=arm,
+        raw_confidence=_raw_if(calibrated, raw), arm=arm, agreement=agreement,
     )  # fmt: skip
+
+
+def answers_agreement(texts: list[str]) -> float | None:
+    """Voting among the model's sampled answers: the mean ROUGE-L F1 of the best answer against each
+    other one (the text metric evaluation uses), in [0, 1]; None with fewer than two answers (a greedy
+    version, or one candidate), where there is nothing to vote."""
+    if len(texts) < 2:
+        return None
+    best, others = texts[0], texts[1:]
+    return sum(rouge_l(other, best) for other in others) / len(others)
 
 
 def _raw_if(calibrated: float | None, raw: float) -> float | None:

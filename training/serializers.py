@@ -44,6 +44,9 @@ class AskResponseSerializer(serializers.Serializer):
     raw_confidence = serializers.FloatField(
         required=False, help_text="The model's own confidence, when `confidence` is the calibrated one."
     )
+    agreement = serializers.FloatField(
+        required=False, help_text="Voting: how far the model's sampled answers agreed (mean ROUGE-L)."
+    )
 
 
 class TicketSerializer(serializers.ModelSerializer):

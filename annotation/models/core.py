@@ -161,6 +161,16 @@ class Project(models.Model):
         default="sft",
         help_text=_("What a training run learns from; preference training starts from the deployed model."),
     )
+    vote_min_agreement = models.FloatField(
+        _("minimum agreement of the sampled answers"),
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_(
+            "Voting: when the model samples several answers (draft candidates > 1), an ask whose answers "
+            "agree less than this (mean ROUGE-L of the best against the others) is handed over even when "
+            "confident. 0 turns voting off."
+        ),
+    )
     answer_cache = models.BooleanField(
         _("answer repeated questions from approved answers"),
         default=True,
