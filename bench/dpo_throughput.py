@@ -17,8 +17,6 @@ The first --warmup steps of each side are not timed; each side keeps its fastest
 """
 
 import argparse
-import contextlib
-import io
 import logging
 import sys
 import tempfile
@@ -28,10 +26,12 @@ from pathlib import Path
 
 import torch
 from datasets import disable_progress_bars
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from train_throughput import timed_seconds, trl_seconds  # noqa: E402  (bench/ is the script's folder)
 
 from training.engine.data import encode_sample  # noqa: E402
 from training.engine.tiny_model import build_tiny_model, default_corpus  # noqa: E402
@@ -56,10 +56,6 @@ def make_pairs(n: int) -> list[dict]:
     ]
 
 
-def timed_seconds(step_times: list[float], warmup: int) -> float:
-    return step_times[-1] - step_times[warmup - 1]
-
-
 def run_ours(args, model_dir: Path, pairs: list[dict], out: Path) -> float:
     config = TrainConfig(
         output_dir=str(out),
@@ -77,17 +73,8 @@ def run_ours(args, model_dir: Path, pairs: list[dict], out: Path) -> float:
     return timed_seconds(times, args.warmup)
 
 
-class _StepClock(TrainerCallback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter())
-
-
 def run_trl(args, model_dir: Path, pairs: list[dict], out: Path, **overrides) -> float:
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
     dataset = Dataset.from_list(
@@ -100,38 +87,7 @@ def run_trl(args, model_dir: Path, pairs: list[dict], out: Path, **overrides) ->
             for p in pairs
         ]
     )
-    dpo = DPOConfig(
-        output_dir=str(out),
-        per_device_train_batch_size=args.batch_size,
-        max_length=args.max_seq_len,
-        max_steps=args.warmup + args.steps,
-        learning_rate=args.lr,
-        beta=args.beta,
-        bf16=args.bf16,
-        save_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        **overrides,
-    )
-    peft_config = None
-    if args.method == "lora":
-        peft_config = LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
-        )
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    clock = _StepClock()
-    trainer = DPOTrainer(
-        model=model,
-        args=dpo,
-        train_dataset=dataset,
-        processing_class=AutoTokenizer.from_pretrained(model_dir),
-        peft_config=peft_config,
-        callbacks=[clock],
-    )
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer.train()
-    return timed_seconds(clock.times, args.warmup)
+    return trl_seconds(args, model_dir, out, dataset, DPOTrainer, DPOConfig, beta=args.beta, **overrides)
 
 
 def main() -> None:

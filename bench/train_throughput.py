@@ -100,9 +100,47 @@ class _StepClock(TrainerCallback):
         self.times.append(time.perf_counter())
 
 
+def trl_seconds(args, model_dir: Path, out: Path, dataset, trainer_class, config_class, **config) -> float:
+    """Timed seconds of a TRL trainer (`trainer_class`, configured by `config_class`) on `dataset`, with
+    what must match ours set alike (batch, max length, steps, learning rate, the LoRA settings) and no
+    checkpoints or logging; `config` adds or overrides settings. Shared by bench/dpo_throughput.py."""
+    from peft import LoraConfig
+
+    trainer_args = config_class(
+        output_dir=str(out),
+        per_device_train_batch_size=args.batch_size,
+        max_length=args.max_seq_len,
+        max_steps=args.warmup + args.steps,
+        learning_rate=args.lr,
+        bf16=args.bf16,
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        **config,
+    )
+    peft_config = None
+    if args.method == "lora":
+        peft_config = LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    clock = _StepClock()
+    trainer = trainer_class(
+        model=model,
+        args=trainer_args,
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        peft_config=peft_config,
+        callbacks=[clock],
+    )
+    with contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its own summary dict
+        trainer.train()
+    return timed_seconds(clock.times, args.warmup)
+
+
 def run_trl(args, model_dir: Path, samples: list[dict], out: Path, **overrides) -> float:
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_list(
@@ -114,37 +152,7 @@ def run_trl(args, model_dir: Path, samples: list[dict], out: Path, **overrides) 
             for s in samples
         ]
     )
-    sft = SFTConfig(
-        output_dir=str(out),
-        per_device_train_batch_size=args.batch_size,
-        max_length=args.max_seq_len,
-        max_steps=args.warmup + args.steps,
-        learning_rate=args.lr,
-        bf16=args.bf16,
-        save_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        **overrides,
-    )
-    peft_config = None
-    if args.method == "lora":
-        peft_config = LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
-        )
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    clock = _StepClock()
-    trainer = SFTTrainer(
-        model=model,
-        args=sft,
-        train_dataset=dataset,
-        processing_class=AutoTokenizer.from_pretrained(model_dir),
-        peft_config=peft_config,
-        callbacks=[clock],
-    )
-    with contextlib.redirect_stdout(io.StringIO()):  # Trainer prints its own summary dict
-        trainer.train()
-    return timed_seconds(clock.times, args.warmup)
+    return trl_seconds(args, model_dir, out, dataset, SFTTrainer, SFTConfig, **overrides)
 
 
 def main() -> None:
