@@ -291,6 +291,10 @@ HANDOVER_ASK_QUEUE = env.str("HANDOVER_ASK_QUEUE", default="gpu")
 HANDOVER_ASK_MAX_CHARS = env.int("HANDOVER_ASK_MAX_CHARS", default=4000)  # longer questions: 413
 HANDOVER_ASK_RATE = env.str("HANDOVER_ASK_RATE", default="60/min")  # per token (user); over it: 429
 HANDOVER_ASK_PRIORITY = env.int("HANDOVER_ASK_PRIORITY", default=100)  # of handed-over items
+# Semantic answer cache (training/semantic_cache.py): an ask embeds at most this many answered questions
+# the worker has not embedded yet, at most once per this many seconds per project and process.
+HANDOVER_SEMANTIC_CACHE_INLINE = env.int("HANDOVER_SEMANTIC_CACHE_INLINE", default=32)
+HANDOVER_SEMANTIC_CACHE_REFRESH_S = env.float("HANDOVER_SEMANTIC_CACHE_REFRESH_S", default=30.0)
 HANDOVER_DRAFT_CHUNK = env.int("HANDOVER_DRAFT_CHUNK", default=64)  # items per drafting task
 
 # --- the fine-tuning loop (training/trigger.py, training/runs.py) -----------------------------------

@@ -96,7 +96,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
                 "--pool",
                 "solo",
                 "-n",
-                f"test-{os.getpid()}@%h",
+                worker_name(),
                 "-l",
                 "info",
                 "--without-mingle",
@@ -118,8 +118,48 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     else:
         stop_process(process)
         pytest.fail(f"the Celery worker did not answer within 60 s:\n{log.read_text()}")
+    WORKER["name"] = worker_name()
     yield process
+    WORKER.clear()
     stop_process(process)
+
+
+WORKER: dict[str, str] = {}  # the session's Celery worker's name, once it is started
+
+
+def worker_name() -> str:
+    return f"test-{os.getpid()}@{socket.gethostname()}"
+
+
+@pytest.fixture(autouse=True)
+def worker_idle_before_flush(request):
+    """After a transactional test, let the session's worker finish what the test sent it.
+
+    The worker keeps running between tests; a task a test queued on commit (drafts for a deployed
+    version, say) would otherwise still hold rows when pytest-django truncates the tables, and the
+    flush fails on the lock (or a deadlock), or the task runs on against the next test's data. This
+    fixture is set up after pytest-django's own, so its teardown runs before the flush.
+    """
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    transactional = marker is not None and marker.kwargs.get("transaction", bool(marker.args[:1] == (True,)))
+    if WORKER and (transactional or "transactional_db" in request.fixturenames):
+        worker_drain(WORKER["name"])
+
+
+def worker_drain(name: str, timeout: float = 120) -> None:
+    """Drop the tasks still queued, then wait until the worker holds none (running or prefetched)."""
+    from config.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.control.purge()
+        inspect = app.control.inspect(destination=[name], timeout=1, limit=1)
+        active, reserved = inspect.active(), inspect.reserved()  # a solo worker answers between tasks
+        if active and reserved and not active.get(name) and not reserved.get(name):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the Celery worker {name} was still busy {timeout:.0f} s after the test")
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,7 @@ def test_the_higher_apps_fill_the_hook_points_at_start_up():
     from review.rating.api import rating_task_next
     from review.selectors import export_provenance
     from training.metrics import collect as training_metrics
-    from training.runs.launch import project_settings_check
+    from training.project_settings import project_settings_check
 
     assert hooks.hook(hooks.PROJECT_SETTINGS_CHECK) is project_settings_check
     assert hooks.hook(hooks.EXPORT_PROVENANCE) is export_provenance

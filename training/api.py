@@ -76,6 +76,8 @@ class AskApi(GenericAPIView):
             body["arm"] = result.arm
         if result.agreement is not None:
             body["agreement"] = result.agreement
+        if result.similarity is not None:
+            body["similarity"] = result.similarity
         return Response(body)
 
 

@@ -11,7 +11,7 @@ class TrainingConfig(AppConfig):
         from core.metrics import collectors_add
 
         from .metrics import collect
-        from .runs.launch import project_settings_check
+        from .project_settings import project_settings_check
 
         hook_fill(PROJECT_SETTINGS_CHECK, project_settings_check)
         collectors_add("training", collect)

@@ -16,7 +16,7 @@ from annotation.services import audit_record, item_content_hash, items_create, s
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 from core.errors import ApplicationError
 
-from . import calibration, canary, metrics
+from . import calibration, canary, metrics, semantic_cache
 from .drafting import clean_text, drafts_generate, item_prompt, item_route_to_expert
 from .engine import remote
 from .engine.metrics import rouge_l
@@ -55,6 +55,8 @@ class AskResult:
     arm: str | None = None
     # Voting (Project.vote_min_agreement): how far the model's sampled answers agreed, when measured.
     agreement: float | None = None
+    # A semantic cache answer (training/semantic_cache.py): how close the question is to the approved one.
+    similarity: float | None = None
 
 
 def check_question(question: str) -> str:
@@ -176,6 +178,15 @@ def _ask_answer(
     if cached is not None:
         item_id, text = cached
         return AskResult(text, None, None, False, source="cache", item=item_id)
+    hit = (
+        semantic_cache.semantic_answer(project=project, question=question)
+        if semantic_cache.semantic_enabled(project)
+        else None
+    )
+    if hit is not None:
+        return AskResult(
+            hit.answer, None, None, False, source="cache", item=hit.item, similarity=hit.similarity
+        )
     version = model_version_deployed(project_id=project.pk)
     if version is None:
         ticket = ticket_open(

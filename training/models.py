@@ -130,6 +130,26 @@ class AskAnswer(models.Model):
         return f"answer {self.pk} by version {self.model_version_id}"
 
 
+class QuestionEmbedding(models.Model):
+    """The embedding of an answered single-question item's question, for the semantic answer cache
+    (training/semantic_cache.py). Valid while the item still asks the question it was computed from
+    (`question_key`) and is answered; a lookup checks both, so a stale row answers nothing."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="question_embeddings")
+    model = models.CharField(max_length=500)  # the embedding model directory (Project.semantic_cache_model)
+    question_key = models.CharField(max_length=64)
+    vector = models.BinaryField()  # float32, unit length
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "model"], name="questionembedding_item_model")]
+        indexes = [models.Index(fields=["project", "model", "id"], name="questionembedding_scan")]
+
+    def __str__(self) -> str:
+        return f"embedding of item {self.item_id}"
+
+
 class CanaryState(models.TextChoices):
     RUNNING = "running", _("Running")
     PROMOTED = "promoted", _("Promoted")

@@ -47,6 +47,13 @@ class AskResponseSerializer(serializers.Serializer):
     agreement = serializers.FloatField(
         required=False, help_text="Voting: how far the model's sampled answers agreed (mean ROUGE-L)."
     )
+    similarity = serializers.FloatField(
+        required=False,
+        help_text="A semantic cache answer: the cosine similarity of the question to the approved one.",
+    )
+    arm = serializers.ChoiceField(
+        choices=["canary", "baseline"], required=False, help_text="The caller's arm while a canary runs."
+    )
 
 
 class TicketSerializer(serializers.ModelSerializer):

@@ -12,7 +12,7 @@ from django.db import transaction
 from annotation.models import Project
 from core.errors import ApplicationError
 
-from . import canary, snapshots
+from . import canary, semantic_cache, snapshots
 from .runs import human_eval, launch, watchdog
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ def training_trigger_evaluate(*, project_id: int):
 
 @shared_task
 def training_trigger_check(project_id: int) -> int | None:
+    """After an approval: maybe start a run; embed the new answers for the semantic cache (when on)."""
+    semantic_cache.embeddings_refresh_for(project_id)
     run = training_trigger_evaluate(project_id=project_id)
     return run.pk if run is not None else None
 

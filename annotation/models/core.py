@@ -179,6 +179,22 @@ class Project(models.Model):
             "question mark aside) is answered with its approved answer, without the model."
         ),
     )
+    semantic_cache_model = models.CharField(
+        _("embedding model for the semantic answer cache"),
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "A local Hugging Face model directory (e.g. all-MiniLM-L6-v2). With it, an ask whose question "
+            "is close in meaning to an approved single question is answered with that answer. Blank: only "
+            "the exact cache."
+        ),
+    )
+    semantic_cache_threshold = models.FloatField(
+        _("similarity the semantic cache needs"),
+        default=0.9,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_("Cosine similarity of two questions' embeddings at or above which the cache answers."),
+    )
     answered_review_rate = models.FloatField(
         _("answered traffic sampled for review"),
         default=0.05,

@@ -12,6 +12,7 @@ PROJECT_SETTINGS = [
     "log_complaint_phrases", "eval_rouge_l_floor",
     "eval_rouge_l_tolerance", "human_eval_size", "human_eval_min_alpha", "training_hyperparameters",
     "training_objective", "human_eval_mode", "human_eval_min_win_rate", "answer_cache", "vote_min_agreement",
+    "semantic_cache_model", "semantic_cache_threshold",
     "answered_review_rate", "answer_target_precision", "metadata_thresholds",
     "golden_item_ids", "edit_all_assistant_turns",
 ]  # fmt: skip

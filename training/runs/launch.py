@@ -168,12 +168,6 @@ def _legacy_bf16(values: dict) -> dict:
     return values
 
 
-def project_settings_check(changes: dict) -> None:
-    """A project's training settings, checked when they change (annotation's project_update asks)."""
-    if "training_hyperparameters" in changes:
-        hyperparameters_validate(method="lora", values=changes["training_hyperparameters"])
-
-
 def _run_values(project: Project, values: dict) -> dict:
     """The launch's hyper-parameters, with mask_history following the project when nobody set it: a
     project that lets people edit every assistant turn has them all reviewed, so all are trained
