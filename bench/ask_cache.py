@@ -9,6 +9,11 @@ model on llama.cpp's OpenAI-compatible server (a separate process; `ask` of a se
 from the web process, so no Celery worker is involved on either path). Each request goes through the
 Django stack as a client sends it (token auth, throttle, DRF, the service): hits ask approved questions
 with other case and spacing, misses ask questions nobody asked. Needs the `test-server` extra.
+
+With --semantic, the semantic cache is then turned on (the tiny model as the embedding model, threshold
+--similarity); every approved question is embedded first (timed apart, as the worker would), then
+semantic hits ask reworded approved questions and misses ask the unasked ones again, which now pay for
+the embedding and the search before the model.
 """
 
 import argparse
@@ -57,6 +62,8 @@ def main() -> None:
     parser.add_argument("--approved", type=int, default=100_000)
     parser.add_argument("--hits", type=int, default=300)
     parser.add_argument("--misses", type=int, default=100)
+    parser.add_argument("--semantic", action="store_true", help="also measure the semantic cache")
+    parser.add_argument("--similarity", type=float, default=0.8)
     args = parser.parse_args()
     setup()
     from django.conf import settings
@@ -114,12 +121,43 @@ def main() -> None:
                 elapsed, body = timed(f"Is there a branch open on Sunday number {i}?")
                 assert body["source"] == "model", body
                 misses.append(elapsed)
+            rows = [(f"cache hits ({args.hits})", hits), (f"misses ({args.misses}, model)", misses)]
+            if args.semantic:
+                rows += semantic(proj, model_dir, args, questions, timed, rng)
         finally:
             server.stop()
 
-    for name, values in ((f"cache hits ({args.hits})", hits), (f"misses ({args.misses}, model)", misses)):
+    for name, values in rows:
         print(f"{name:24} p50 {p(values, 50) * 1000:7.1f} ms   p95 {p(values, 95) * 1000:7.1f} ms")
     print(f"p95 miss / hit: {p(misses, 95) / p(hits, 95):.1f}x")
+    if args.semantic:
+        semantic_hits = rows[2][1]
+        print(f"p95 semantic hit / exact hit: {p(semantic_hits, 95) / p(hits, 95):.1f}x")
+        print(f"p95 miss / semantic hit: {p(misses, 95) / p(semantic_hits, 95):.1f}x")
+
+
+def semantic(proj, model_dir, args, questions, timed, rng) -> list[tuple[str, list[float]]]:
+    from training import semantic_cache
+
+    proj.semantic_cache_model, proj.semantic_cache_threshold = str(model_dir), args.similarity
+    proj.save(update_fields=["semantic_cache_model", "semantic_cache_threshold"])
+    t0 = time.perf_counter()
+    embedded = semantic_cache.embeddings_refresh(project=proj)
+    seconds = time.perf_counter() - t0
+    print(
+        f"{embedded} questions embedded in {seconds:.1f} s ({embedded / seconds:.0f}/s), as the worker does"
+    )
+    timed("warm-up: " + questions[0])  # loads the index into this process
+    hits, misses = [], []
+    for _ in range(args.hits):
+        elapsed, body = timed(rng.choice(questions).rstrip("?") + ", please?")
+        assert body["source"] == "cache" and "similarity" in body, body
+        hits.append(elapsed)
+    for i in range(args.misses):
+        elapsed, body = timed(f"Is there a branch open on Sunday number {i}?")
+        assert body["source"] == "model", body
+        misses.append(elapsed)
+    return [(f"semantic hits ({args.hits})", hits), (f"misses ({args.misses}, +semantic)", misses)]
 
 
 if __name__ == "__main__":
