@@ -9,7 +9,7 @@ from annotation.models import AuditEvent, Stage
 from annotation.workflow.transitions import DraftCandidate, item_claim_next, item_submit
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 from tests.test_drafting_support import tiny_model_path, version_deploy
-from tests.test_metrics import scrape, value
+from tests.test_metrics import grew, scrape, value
 from training import canary, trigger
 from training.handover import ask_answer_log
 from training.models import Canary, CanaryState, ModelVersion, ModelVersionStatus
@@ -370,7 +370,14 @@ def decide_in_the_worker(canary_id):
 @pytest.mark.worker
 @override_settings(HANDOVER_ASK_TIMEOUT=120, HANDOVER_ASK_RATE="10000/min")
 def test_with_a_worker_a_worse_canary_is_rolled_back(project, people, api):
+    before = scrape(api(people["staff"]))
     canary_id, v1, v2 = traffic_judged(project, people, api, n_canary=4, n_baseline=4, canary_ok=False)
+    after = scrape(api(people["staff"]))
+    for arm in ("canary", "baseline"):  # /metrics counts each arm's answers apart
+        assert (
+            grew(before, after, "handover_ask_total", project=str(project.pk), outcome="answered", arm=arm)
+            == 4
+        )
 
     assert decide_in_the_worker(canary_id) == CanaryState.ROLLED_BACK
     shown = api(people["admin"]).get(f"/api/projects/{project.pk}/canary/").json()["canary"]

@@ -69,11 +69,13 @@ def test_queues_tickets_and_asks_are_counted(project, people, api):
         == value(before, "handover_tickets_total", project=p) + 1
     )
     assert (
-        value(after, "handover_ask_total", project=p, outcome="handed_over")
-        == value(before, "handover_ask_total", project=p, outcome="handed_over") + 1
+        value(after, "handover_ask_total", project=p, outcome="handed_over", arm="none")
+        == value(before, "handover_ask_total", project=p, outcome="handed_over", arm="none") + 1
     )
-    latency = value(after, "handover_ask_latency_seconds_count", outcome="handed_over")
-    assert latency == value(before, "handover_ask_latency_seconds_count", outcome="handed_over") + 1
+    latency = value(after, "handover_ask_latency_seconds_count", outcome="handed_over", arm="none")
+    assert (
+        latency == value(before, "handover_ask_latency_seconds_count", outcome="handed_over", arm="none") + 1
+    )
 
 
 @override_settings(HANDOVER_ASK_QUEUE="nobody-consumes-this", HANDOVER_ASK_TIMEOUT=0.5)
@@ -85,7 +87,7 @@ def test_an_ask_nobody_answers_in_time_counts_as_unavailable(project, people, ap
 
     after = scrape(api(people["staff"]))
     p = str(project.pk)
-    assert grew(before, after, "handover_ask_total", project=p, outcome="unavailable") == 1
+    assert grew(before, after, "handover_ask_total", project=p, outcome="unavailable", arm="none") == 1
     assert value(after, "handover_deployed_version", project=p) == ModelVersion.objects.get().pk
 
 

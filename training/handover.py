@@ -157,17 +157,18 @@ def ask_answer(
     Without a deployed version every question is handed over. The caller has checked visibility.
     """
     question = check_question(question)
-    started, outcome = time.perf_counter(), "error"
+    started, outcome, arm = time.perf_counter(), "error", "none"
     try:
         result = _ask_answer(project=project, actor=actor, question=question, metadata=metadata or {})
         outcome = {"model": "answered", "cache": "cache", "people": "handed_over"}[result.source]
+        arm = result.arm or "none"
         return result
     except ModelUnavailable:
         outcome = "unavailable"
         raise
     finally:
-        metrics.ASK.labels(str(project.pk), outcome).inc()
-        metrics.ASK_LATENCY.labels(outcome).observe(time.perf_counter() - started)
+        metrics.ASK.labels(str(project.pk), outcome, arm).inc()
+        metrics.ASK_LATENCY.labels(outcome, arm).observe(time.perf_counter() - started)
 
 
 def _ask_answer(

@@ -1,11 +1,13 @@
 """The training layer's metrics (`core.metrics`): `ask` and drafting counted where they happen, runs,
 tickets and deployed versions read from the database at each scrape.
 
-- `handover_ask_total{project, outcome}`: `ask` requests by outcome: `answered` (the model was confident
-  enough), `cache` (an approved answer to the same question), `handed_over` (people got the question),
-  `unavailable` (503: no worker or server in time), `error`.
+- `handover_ask_total{project, outcome, arm}`: `ask` requests by outcome: `answered` (the model was
+  confident enough), `cache` (an approved answer to the same or, with the semantic cache, a close
+  question), `handed_over` (people got the question), `unavailable` (503: no worker or server in time),
+  `error`; `arm` is the caller's arm while a canary runs (`canary` | `baseline`), else `none` (also for
+  the cache, which no version answers, and for failures).
   The hand-over rate is `rate(…{outcome="handed_over"}) / rate(…{outcome=~"answered|handed_over"})`.
-- `handover_ask_latency_seconds{outcome}`: how long an `ask` took in the service, by outcome.
+- `handover_ask_latency_seconds{outcome, arm}`: how long an `ask` took in the service.
 - `handover_drafts_total{project}`: drafts stored by the drafting task (one per item drafted).
 - `handover_training_runs{project, status}`: runs per state (a stuck `running` run is an alert).
 - `handover_tickets_total{project}`: hand-over tickets ever opened.
@@ -22,11 +24,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .models import Canary, CanaryState, HandoverTicket, ModelVersion, ModelVersionStatus, TrainingRun
 
-ASK = Counter("handover_ask", "ask requests by outcome.", ["project", "outcome"])
+ASK = Counter("handover_ask", "ask requests by outcome and canary arm.", ["project", "outcome", "arm"])
 ASK_LATENCY = Histogram(
     "handover_ask_latency_seconds",
-    "Time an ask took in the service, by outcome.",
-    ["outcome"],
+    "Time an ask took in the service, by outcome and canary arm.",
+    ["outcome", "arm"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0),
 )
 DRAFTS = Counter("handover_drafts", "Drafts stored by the drafting task (items drafted).", ["project"])
