@@ -7,9 +7,10 @@ from django.test import override_settings
 from playwright.sync_api import expect
 
 from annotation.models import AuditEvent, Item, ItemSource, ItemStatus, Stage
+from annotation.services import items_create
 from annotation.workflow.transitions import DraftCandidate, item_claim_next, item_submit
 from tests.test_drafting_support import version_deploy
-from training import calibration
+from training import calibration, drafting
 from training.handover import ticket_open
 from training.models import AskAnswer, HandoverTicket, ModelVersion
 
@@ -378,3 +379,33 @@ def test_the_settings_default_to_five_percent_and_ninety_percent_and_are_bounded
         0.2,
         0.95,
     )
+
+
+@pytest.mark.django_db
+def test_a_drafts_low_confidence_mark_follows_the_calibrated_confidence_as_ask_does(project, people):
+    # given the tiny model deployed, with a fit from 60 judged tickets, every other one acceptable at any
+    # confidence (so the fit maps every confidence to one half), and the threshold on that scale
+    settings_set(
+        project, review_tiers=1, confidence_threshold=0.45, metadata_thresholds={"category": {"legal": 0.55}}
+    )
+    version = version_deploy(project)
+    tickets_judged(project, people, version, [(i / 60, i % 2 == 1) for i in range(60)])
+    assert calibration.confidence_calibrated(version_id=version.pk, confidence=0.2) == pytest.approx(0.5)
+    items_create(
+        project=project, actor=None,
+        rows=[
+            {"input": "Where is my order?"},
+            {"input": "Where is my order?!", "metadata": {"category": "legal"}},
+        ],
+    )  # fmt: skip
+
+    # when the drafting task drafts the new items
+    drafting.drafts_generate_next(project_id=project.pk)
+
+    # then the item whose raw confidence is under the threshold is not low-confidence: calibrated (0.5)
+    # it is over it, as `ask` would judge it; the one whose category's threshold is higher is
+    plain, legal = (
+        Item.objects.get(project=project, input=q) for q in ("Where is my order?", "Where is my order?!")
+    )
+    assert plain.drafts.get(rank=0).confidence < 0.45  # the raw comparison would have marked it
+    assert (plain.low_confidence, legal.low_confidence) == (False, True)

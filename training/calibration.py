@@ -136,6 +136,15 @@ def threshold_for(*, project: Project, metadata: dict | None) -> float:
     return max(matched) if matched else project.confidence_threshold
 
 
+def below_threshold(*, project: Project, version_id: int, confidence: float, metadata: dict | None) -> bool:
+    """Whether `ask` would hand a question with this raw confidence over: the calibrated confidence
+    when the version has a fit (a threshold applied from the calibration page is on that scale) against
+    the threshold for the metadata. What a draft's low-confidence mark follows too."""
+    calibrated = confidence_calibrated(version_id=version_id, confidence=confidence)
+    value = confidence if calibrated is None else calibrated
+    return value < threshold_for(project=project, metadata=metadata)
+
+
 def _cross_fitted(outcomes: list[Outcome]) -> list[float]:
     """Each outcome's calibrated confidence from a map fitted on the other half (alternate outcomes),
     so the 'after' ECE is measured on outcomes its map did not see."""

@@ -18,7 +18,7 @@ from annotation.services import DRAFTS_GENERATE
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store, item_lock, item_write
 from core.hooks import task_send_on_commit
 
-from . import metrics
+from . import calibration, metrics
 from .engine import remote
 from .engine.prompts import Prompt
 from .model_cache import ModelSpec
@@ -140,23 +140,30 @@ def drafts_generate_next(*, project_id: int, limit: int | None = None) -> Drafti
     rows = list(
         undrafted_items(project_id=project_id)
         .order_by("-priority", "pk")
-        .values_list("pk", "input", "system", "messages", "tools")[:limit]
+        .values_list("pk", "input", "system", "messages", "tools", "metadata")[:limit]
     )
     drafted, failure = 0, None
     if rows:
         prompts = [
             item_prompt(project, messages=messages or single_turn(text), system=system, tools=tools)
-            for _, text, system, messages, tools in rows
+            for _, text, system, messages, tools, _ in rows
         ]
         drafts = generate_each(version, prompts)
-        for (item_id, *_), draft in zip(rows, drafts, strict=True):
+        for (item_id, *_, metadata), draft in zip(rows, drafts, strict=True):
             if isinstance(draft, remote.RemoteError):
                 failure = failure or draft
                 continue
+            candidates = [DraftCandidate(c.text, c.confidence) for c in draft]
             item = item_drafts_store(
                 item_id=item_id,
                 model_version_id=version.pk,
-                candidates=[DraftCandidate(c.text, c.confidence) for c in draft],
+                candidates=candidates,
+                low_confidence=calibration.below_threshold(
+                    project=project,
+                    version_id=version.pk,
+                    metadata=metadata,
+                    confidence=max((c.confidence for c in candidates), default=0.0),
+                ),  # fmt: skip
             )
             if item is not None:
                 drafted += 1

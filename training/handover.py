@@ -267,8 +267,10 @@ def ask_answer_log(
             project=project, model_version=version, question=question, answer=best.text,
             confidence=best.confidence, item=item, latency_ms=latency_ms,
         )  # fmt: skip
-    if item is not None:
-        item_drafts_store(item_id=item.pk, model_version_id=version.pk, candidates=candidates)
+    if item is not None:  # answered: the confidence met the threshold, so the draft is not low-confidence
+        item_drafts_store(
+            item_id=item.pk, model_version_id=version.pk, candidates=candidates, low_confidence=False
+        )
     return logged
 
 
@@ -309,8 +311,10 @@ def ticket_open(
 ) -> HandoverTicket:
     """The question becomes a high-priority production item (or joins the identical one) and a ticket.
 
-    The model's candidates become the item's drafts, so people start from them; the ask's metadata is
-    the item's (a joined item keeps its own).
+    The model's candidates become the item's drafts, so people start from them, marked low-confidence
+    (the model was not trusted with the answer: its confidence, calibrated, was under the threshold for
+    the metadata, or its sampled answers disagreed); the ask's metadata is the item's (a joined item
+    keeps its own).
     """
     with transaction.atomic():
         items_create(
@@ -345,7 +349,9 @@ def ticket_open(
             },
         )
     if candidates:
-        stored = item_drafts_store(item_id=item.pk, model_version_id=version.pk, candidates=candidates)
+        stored = item_drafts_store(
+            item_id=item.pk, model_version_id=version.pk, candidates=candidates, low_confidence=True
+        )
         if stored is not None and stored.low_confidence and project.route_low_confidence_to_expert:
             item_route_to_expert(item_id=item.pk)
     return ticket

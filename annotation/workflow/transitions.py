@@ -458,12 +458,18 @@ class DraftCandidate:
 
 
 def item_drafts_store(
-    *, item_id: int, model_version_id: int | None, candidates: list[DraftCandidate]
+    *,
+    item_id: int,
+    model_version_id: int | None,
+    candidates: list[DraftCandidate],
+    low_confidence: bool | None = None,
 ) -> Item | None:
     """Store a model's candidates (best first) for an item waiting for annotation: new → drafted.
 
     Idempotent: an item that already has drafts, or has moved on, is left alone (returns None).
-    A best draft under the project's confidence threshold marks the item low-confidence.
+    The item is marked low-confidence as `low_confidence` says: the training layer judges it as `ask`
+    would (calibrated confidence, per-value thresholds). None: a best draft under the project's
+    confidence threshold, what this layer can tell on its own.
     """
     if not candidates:
         raise ApplicationError("candidates: at least one draft is needed.")
@@ -478,7 +484,11 @@ def item_drafts_store(
             )
             for rank, c in enumerate(ranked)
         )
-        low = ranked[0].confidence < item.project.confidence_threshold
+        low = (
+            ranked[0].confidence < item.project.confidence_threshold
+            if low_confidence is None
+            else low_confidence
+        )
         return item_write(
             item,
             actor=None,
