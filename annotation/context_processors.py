@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from annotation.models import Role
 from annotation.selectors import project_list_for_user, roles_by_project
+from core.hooks import PAGE_NOTICES, hook
 
 # (label, url name, roles that see it[, extra url kwargs]); each feature adds its entries here.
 PROJECT_MENU = [
@@ -14,11 +15,13 @@ PROJECT_MENU = [
     (_("Domain review"), "workbench", {Role.DOMAIN_REVIEWER}, {"stage": "domain"}),
     (_("Spot checks"), "workbench", {Role.DOMAIN_REVIEWER}, {"stage": "spot_check"}),
     (_("Dashboard"), "project-dashboard", {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER}),
+    (_("Quality"), "review-quality", {Role.ANNOTATOR, Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
     (_("Items"), "project-items", {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER}),
     (_("Members"), "project-members", {Role.ADMIN}),
     (_("Models"), "project-models", {Role.ANNOTATOR, Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
     (_("Training"), "training-runs", {Role.ADMIN}),
     (_("Calibration"), "training-calibration", {Role.ADMIN}),
+    (_("Model judge"), "training-judge", {Role.ADMIN}),
     (_("Import"), "dataio-imports", {Role.ADMIN}),
     (_("Export"), "dataio-export", {Role.ADMIN}),
     (_("Rate"), "review-rate", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
@@ -26,6 +29,8 @@ PROJECT_MENU = [
     (_("Compare"), "review-compare", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
     (_("Rank"), "review-rank", {Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN}),
     (_("Leaderboard"), "review-leaderboard", {Role.ADMIN}),
+    (_("Adjudication"), "review-adjudications", {Role.DOMAIN_REVIEWER, Role.ADMIN}),
+    (_("Gold checks"), "review-gold", {Role.ADMIN}),
 ]
 
 
@@ -33,6 +38,9 @@ def navigation(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
+    notices = hook(PAGE_NOTICES)  # e.g. review's gold checks: a warning owed since the last page
+    if notices:
+        notices(request)
     projects = list(project_list_for_user(user=user))
     roles = roles_by_project(user=user)
     match = getattr(request, "resolver_match", None)

@@ -26,6 +26,12 @@ PROJECT_SETTINGS_CHECK = "project.settings_check"  # (changes: dict) -> None; ra
 EXPORT_PROVENANCE = "export.provenance"  # (item_ids: list[int]) -> {item id: {key: value}}
 WORK_QUEUE_STAGE = "work_queue.stage"  # {stage name: (project, user) -> task data | None}
 METRICS_COLLECTORS = "metrics.collectors"  # {app label: () -> prometheus metric families} (core.metrics)
+# Gold and attention checks (review/gold/): {"claim": (project, user, stage) -> gold item ids to offer
+# this claim, or None (raises NotAllowed "gold_paused" for a paused person); "answer": (item, user,
+# stage, answer: dict) -> None, scores an answer to a gold item; "extra_review": (project, user) -> bool}
+WORK_QUEUE_GOLD = "work_queue.gold"
+IMPORT_ITEMS_ADDED = "import.items_added"  # (project_id, actor_id) -> None, in the import's transaction
+PAGE_NOTICES = "page.notices"  # (request) -> None: adds the messages a person is owed on their next page
 
 _filled: dict[str, Callable | dict] = {}
 

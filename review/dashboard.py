@@ -4,18 +4,18 @@ Reads only; each function does a bounded number of queries whatever the project'
 review because its quality figures read review decisions, and review may read annotation's tables.
 """
 
-import statistics
 from collections import defaultdict
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from annotation.models import AuditEvent, Item, ItemStatus, Project, Revision
-from annotation.workflow.diffing import edit_distance
-from review.models import Decision, ReviewDecision
+from review.models import Decision
+from review.quality.scans import answer_outcomes, draft_edit_summary, task_medians
 
 SUBMIT_ACTIONS = {"item.submit"}
 APPROVE_STATES = {ItemStatus.APPROVED}
@@ -46,55 +46,24 @@ def throughput_per_day(*, project: Project, days: int = 30) -> list[dict]:
 
 def annotator_quality(*, project: Project) -> list[dict]:
     """Per annotator: answers reviewed, share accepted and share sent back (spot-check failures
-    included), from each annotator revision's decisions."""
-    rows: dict[str, dict] = defaultdict(
-        lambda: {"reviewed": 0, "accepted": 0, "rework": 0, "spot_check_failed": 0}
-    )
-    decisions = ReviewDecision.objects.filter(item__project=project, revision__stage="annotate").values_list(
-        "revision__author__username", "revision_id", "decision", "stage"
-    )
-    seen: set[int] = set()
-    for author, revision_id, decision, stage in decisions.order_by("created_at", "pk"):
-        row = rows[author]
-        if stage == "spot_check" and decision == Decision.REJECT:
-            row["spot_check_failed"] += 1
-        if revision_id in seen:
-            continue  # the first decision on an answer is what counts as accepted or sent back
-        seen.add(revision_id)
-        row["reviewed"] += 1
-        row["rework" if decision == Decision.REJECT else "accepted"] += 1
+    included), from each annotator revision's decisions (`review.quality.scans.answer_outcomes`)."""
+    outcomes = answer_outcomes(project=project)
+    names = dict(get_user_model().objects.filter(pk__in=outcomes).values_list("pk", "username"))
     return [
         {
-            "annotator": author,
+            "annotator": names[author],
             **row,
             "acceptance_rate": row["accepted"] / row["reviewed"] if row["reviewed"] else None,
             "rework_rate": row["rework"] / row["reviewed"] if row["reviewed"] else None,
         }
-        for author, row in sorted(rows.items())
+        for author, row in sorted(outcomes.items(), key=lambda pair: names[pair[0]])
     ]
 
 
 def median_task_seconds(*, project: Project, days: int = 30) -> dict[str, float | None]:
-    """Median seconds from claim to the holder's next action, per stage, over recent work."""
-    since = timezone.now() - timedelta(days=days)
-    events = (
-        AuditEvent.objects.filter(project=project, created_at__gte=since, target_type="item")
-        .exclude(actor=None)
-        .order_by("target_id", "created_at", "pk")
-        .values_list("target_id", "actor_id", "action", "data", "created_at")
-    )
-    open_claims: dict[tuple[str, int], tuple[str, object]] = {}
-    durations: dict[str, list[float]] = defaultdict(list)
-    for target, actor, action, data, at in events.iterator(chunk_size=5000):
-        key = (target, actor)
-        if action == "item.claim":
-            open_claims[key] = (data.get("stage", ""), at)
-        elif key in open_claims and action != "item.skip":
-            stage, claimed_at = open_claims.pop(key)
-            durations[stage].append((at - claimed_at).total_seconds())
-        else:
-            open_claims.pop(key, None)
-    return {stage: statistics.median(values) if values else None for stage, values in durations.items()}
+    """Median seconds from claim to the holder's next action, per stage, over recent work (on a large
+    project, over a sample of its items: `review.quality.scans.task_medians`)."""
+    return task_medians(project=project, since=timezone.now() - timedelta(days=days), by="stage")
 
 
 def draft_edit_distances(*, project: Project, limit: int = 2000) -> dict:
@@ -103,21 +72,10 @@ def draft_edit_distances(*, project: Project, limit: int = 2000) -> dict:
     revisions = (
         Revision.objects.filter(item__project=project, item__status=ItemStatus.APPROVED, draft__isnull=False)
         .filter(pk__in=Item.objects.filter(project=project).values("current_revision"))
-        .select_related("draft")
-        .order_by("-pk")[:limit]
+        .order_by("-pk")
+        .values_list("draft__text", "text")[:limit]
     )
-    distances, relative = [], []
-    for revision in revisions:
-        d = edit_distance(revision.draft.text, revision.text)
-        distances.append(d)
-        relative.append(d / max(1, len(revision.draft.text)))
-    return {
-        "n": len(distances),
-        "median": statistics.median(distances) if distances else None,
-        "median_relative": statistics.median(relative) if relative else None,
-        "unchanged_share": sum(1 for d in distances if d == 0) / len(distances) if distances else None,
-        "relative": relative,
-    }
+    return draft_edit_summary(list(revisions))
 
 
 def metadata_breakdown(*, project: Project, key: str, limit: int = 50) -> dict:

@@ -121,6 +121,9 @@ class Response(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Set when the response is no longer wanted for rating (its human evaluation round ended).
     closed_at = models.DateTimeField(null=True, blank=True)
+    # How far its raters disagree: the population standard deviation of their weighted scores, each
+    # rescaled to 0–1 (review.math.overlap.scores_spread); written with every rating, null under two.
+    rating_spread = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -355,3 +358,187 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"judgement of pair {self.pair_id} by {self.rater_id}: {self.choice}"
+
+
+# --- Adjudication of disagreements (issue 18) ----------------------------------------------------------
+
+
+class AdjudicationKind(models.TextChoices):
+    REVIEW = "review", _("Reviewers disagree")
+    RATINGS = "ratings", _("Ratings disagree")
+
+
+class AdjudicationDecision(models.TextChoices):
+    APPROVE = "approve", _("Approve: the approval stands")
+    REJECT = "reject", _("Reject: back to the annotator")
+    SCORES = "scores", _("Final scores")
+
+
+class Adjudication(models.Model):
+    """A disagreement waiting for (or given) a final decision by a project admin or domain reviewer.
+
+    review: a reject (`rejection`) of a revision an earlier tier approved (`approval`); the item waits
+    in status adjudication. ratings: a response whose ratings still disagree at its most ratings.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="adjudications")
+    kind = models.CharField(max_length=10, choices=AdjudicationKind.choices)
+    item = models.ForeignKey(
+        "annotation.Item", null=True, blank=True, on_delete=models.CASCADE, related_name="adjudications"
+    )
+    approval = models.ForeignKey(
+        ReviewDecision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejection = models.ForeignKey(
+        ReviewDecision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    response = models.ForeignKey(
+        Response, null=True, blank=True, on_delete=models.CASCADE, related_name="adjudications"
+    )
+    # What disagreed, as it was when the case opened (e.g. the spread and the threshold of ratings).
+    evidence = models.JSONField(default=dict, blank=True)
+    decision = models.CharField(max_length=10, choices=AdjudicationDecision.choices, blank=True)
+    comment = models.TextField(blank=True)
+    # The adjudicator's final scores of a response, and their weighted score.
+    scores = models.JSONField(null=True, blank=True)
+    weighted_score = models.FloatField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item"],
+                condition=models.Q(decided_at__isnull=True, item__isnull=False),
+                name="adjudication_one_open_per_item",
+            ),
+            models.UniqueConstraint(
+                fields=["response"],
+                condition=models.Q(response__isnull=False),
+                name="adjudication_one_per_response",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "id"],
+                condition=models.Q(decided_at__isnull=True),
+                name="adjudication_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"adjudication {self.pk} ({self.kind}) of project {self.project_id}"
+
+
+# --- Gold and attention checks (issue 18) --------------------------------------------------------------
+
+
+class GoldKind(models.TextChoices):
+    ANNOTATE = "annotate", _("Annotation: an answer close to the gold answer")
+    REVIEW = "review", _("Review: the expected decision")
+    RATE = "rate", _("Rating: scores within the expected ranges")
+    COMPARE = "compare", _("Compare: the expected choice")
+
+
+class GoldTask(models.Model):
+    """A task whose right answer a project admin knows, mixed silently into a queue (review/gold/).
+
+    One target per kind: an item (annotate, review; the item is marked `is_gold`), a response (rate) or a
+    compare pair (compare). What is right: `expected_text` and `min_similarity` (annotate; null takes the
+    project's), `expected_decision` approve | reject (review), `expected_scores` {dimension: [low, high]}
+    and / or `expected_weighted` [low, high] (rate), `expected_choice` a | b | tie in the pair's stored
+    order (compare). Retired tasks are no longer served; their attempts still count.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="gold_tasks")
+    kind = models.CharField(max_length=10, choices=GoldKind.choices)
+    item = models.OneToOneField(
+        "annotation.Item", null=True, blank=True, on_delete=models.CASCADE, related_name="gold_task"
+    )
+    response = models.OneToOneField(
+        Response, null=True, blank=True, on_delete=models.CASCADE, related_name="gold_task"
+    )
+    pair = models.OneToOneField(
+        Pair, null=True, blank=True, on_delete=models.CASCADE, related_name="gold_task"
+    )
+    expected_text = models.TextField(blank=True)
+    min_similarity = models.FloatField(null=True, blank=True)
+    expected_decision = models.CharField(max_length=10, blank=True)
+    expected_scores = models.JSONField(default=dict, blank=True)
+    expected_weighted = models.JSONField(null=True, blank=True)
+    expected_choice = models.CharField(max_length=4, blank=True)
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["project", "kind"], name="gold_task_project_kind")]
+
+    def __str__(self) -> str:
+        return f"gold {self.kind} task {self.pk} of project {self.project_id}"
+
+
+class GoldAttempt(models.Model):
+    """One person's answer to a gold task, scored when given. Each person answers each gold task once.
+    The answer lives here, not as a revision, rating or judgement, so it never reaches the data."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    gold_task = models.ForeignKey(GoldTask, on_delete=models.CASCADE, related_name="attempts")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    stage = models.CharField(max_length=20)
+    answer = models.JSONField(default=dict)
+    correct = models.BooleanField()
+    score = models.FloatField(null=True, blank=True)  # the similarity of an annotation; else null
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["gold_task", "user"], name="gold_attempt_once")]
+        indexes = [models.Index(fields=["project", "user", "-id"], name="gold_attempt_person")]
+
+    def __str__(self) -> str:
+        return f"gold attempt {self.pk} of {self.user_id}: {'right' if self.correct else 'wrong'}"
+
+
+class GoldStandingState(models.TextChoices):
+    OK = "ok", _("In good standing")
+    WARNED = "warned", _("Warned")
+    PAUSED = "paused", _("Paused")
+    EXTRA_REVIEW = "extra_review", _("Work sent to an extra review")
+
+
+class GoldStanding(models.Model):
+    """Where a person stands in a project after their gold tasks: the rolling accuracy and what follows.
+
+    Attempts count from `counted_since` (the last lift), so a lifted pause is not re-imposed by the same
+    wrong answers. `notice_pending`: a warning to show on the person's next page.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=12, choices=GoldStandingState.choices, default=GoldStandingState.OK)
+    accuracy = models.FloatField(null=True, blank=True)
+    counted = models.PositiveIntegerField(default=0)
+    reason = models.TextField(blank=True)
+    since = models.DateTimeField(null=True, blank=True)
+    notice_pending = models.BooleanField(default=False)
+    counted_since = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "user_id"]
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="gold_standing_person")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in project {self.project_id}: {self.state}"

@@ -14,12 +14,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from annotation import selectors
-from annotation.models import Item, Stage
+from annotation.models import Item, ItemStatus, Stage
 from annotation.permissions import check_project_role
 from annotation.workflow import chat
 from annotation.workflow import transitions as workflow
 from core.errors import ApplicationError, NotAllowed, NotFound
 from review.decisions.services import item_review
+from review.gold.views import paused_forbidden
 from review.models import Decision
 
 
@@ -49,6 +50,7 @@ def _held(project, user, stage) -> Item | None:
 
 
 @login_required
+@paused_forbidden
 def workbench(request, project_id: int, stage: str):
     """Show the task the user holds in this stage (claiming one on POST), or say the queue is empty."""
     project = _project_or_404(request, project_id)
@@ -107,6 +109,7 @@ def _base_text(task: dict, stage: str) -> str:
 
 @login_required
 @require_POST
+@paused_forbidden
 def workbench_act(request, item_id: int):
     """Submit, skip, flag, approve, edit or reject the held item; then on to the next task."""
     try:
@@ -140,7 +143,7 @@ def workbench_act(request, item_id: int):
             )
             messages.info(request, _("Sent to the experts."))
         elif action in Decision.values:
-            item_review(
+            reviewed = item_review(
                 item_id=item.pk,
                 user=request.user,
                 decision=action,
@@ -150,6 +153,11 @@ def workbench_act(request, item_id: int):
                 # As the reply's text, edited turns count only for an edit.
                 turns=turns if action == Decision.EDIT else None,
             )
+            if reviewed.status == ItemStatus.ADJUDICATION:
+                messages.info(
+                    request,
+                    _("An earlier tier approved this answer, so your rejection goes to adjudication."),
+                )
             messages.success(request, _("Saved. Here is the next task."))
         else:
             raise ApplicationError(_("Unknown action."))

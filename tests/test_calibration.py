@@ -9,15 +9,19 @@ from playwright.sync_api import expect
 from annotation.models import AuditEvent, Item, ItemSource, ItemStatus, Stage
 from annotation.services import items_create
 from annotation.workflow.transitions import DraftCandidate, item_claim_next, item_submit
+from review.models import Response
+from review.rating.api import rating_task_next
+from review.rating.services import rating_submit
 from tests.test_drafting_support import version_deploy
 from training import calibration, drafting
-from training.handover import ticket_open
+from training.handover import ask_answer_log, ticket_open
 from training.models import AskAnswer, HandoverTicket, ModelVersion
 
 from .conftest import log_in, shot
 from .workflow_helpers import annotate, review
 
 QUESTION = "Where is my order?"
+SCORES = ("accuracy", "politeness", "usefulness")  # the default rubric's
 REWRITE = "Orders ship from our warehouse in Leipzig and arrive within five working days."
 
 
@@ -409,3 +413,69 @@ def test_a_drafts_low_confidence_mark_follows_the_calibrated_confidence_as_ask_d
     )
     assert plain.drafts.get(rank=0).confidence < 0.45  # the raw comparison would have marked it
     assert (plain.low_confidence, legal.low_confidence) == (False, True)
+
+
+@pytest.mark.django_db
+def test_rated_sampled_answers_are_outcomes_until_people_approve_their_item(project, people):
+    # given a project whose raters also score sampled answers (one rating each, one review tier)
+    settings_set(project, answered_review_ratings=True, ratings_per_response=1, review_tiers=1)
+    version = ModelVersion.objects.create(
+        project=project, name="v1", base_model="/nowhere", status="deployed"
+    )
+    good, poor = (
+        ask_answer_log(
+            project=project, actor=people["annotator"], question=q, version=version,
+            candidates=[DraftCandidate(f"The answer to {q}", c)], metadata={}, review_rate=1.0,
+        )
+        for q, c in (("First question?", 0.8), ("Second question?", 0.3))
+    )  # fmt: skip
+
+    # then each is a draft response of the version in the rating queue, for the item people review
+    for logged in (good, poor):
+        response = logged.response
+        assert (response.origin, response.model_version_id, response.item_id) == (
+            "draft",
+            version.pk,
+            logged.item_id,
+        )
+        assert response.text == logged.answer and response.input == logged.question
+    claimed = rating_task_next(project=project, user=people["expert"])["id"]  # the expert's rate queue has it
+    assert claimed in {good.response_id, poor.response_id}
+    assert calibration.outcomes_of(version_id=version.pk) == []  # nobody has judged anything yet
+
+    # when raters score them, top marks and twos
+    rater = {
+        claimed: people["expert"],
+        ({good.response_id, poor.response_id} - {claimed}).pop(): people["admin"],
+    }
+    rating_submit(
+        response_id=good.response_id, rater=rater[good.response_id], scores=dict.fromkeys(SCORES, 5)
+    )
+    rating_submit(
+        response_id=poor.response_id, rater=rater[poor.response_id], scores=dict.fromkeys(SCORES, 2)
+    )
+
+    # then both are "rated" outcomes: acceptable at a normalised score of 0.75 or more
+    rated = {o.confidence: o for o in calibration.outcomes_of(version_id=version.pk)}
+    assert {c: (o.source, o.acceptable, o.similarity) for c, o in rated.items()} == {
+        0.8: ("rated", True, 1.0),
+        0.3: ("rated", False, 0.25),
+    }
+    # and once people approve one of the items with a rewrite, their approval is the final word on it
+    approved = approve_one(project, people["annotator"], lambda item: REWRITE)
+    other = poor if approved.pk == good.item_id else good
+    outcomes = {o.item: (o.source, o.acceptable) for o in calibration.outcomes_of(version_id=version.pk)}
+    assert outcomes == {approved.pk: ("sampled", False), other.item_id: ("rated", other is good)}
+
+
+@pytest.mark.django_db
+def test_without_the_setting_sampled_answers_go_to_reviewers_only(project, people):
+    version = ModelVersion.objects.create(
+        project=project, name="v1", base_model="/nowhere", status="deployed"
+    )
+    logged = ask_answer_log(
+        project=project, actor=people["annotator"], question="A question?", version=version,
+        candidates=[DraftCandidate("An answer.", 0.8)], metadata={}, review_rate=1.0,
+    )  # fmt: skip
+    assert logged.item is not None and logged.response is None
+    assert not Response.objects.exists()

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import api
+from .judging import api as judging_api
 
 urlpatterns = [
     path("projects/<int:project_id>/ask/", api.AskApi.as_view(), name="api-ask"),
@@ -47,5 +48,26 @@ urlpatterns = [
         "training-runs/<int:run_id>/cancel/",
         api.TrainingRunCancelApi.as_view(),
         name="api-training-run-cancel",
+    ),
+    path("projects/<int:project_id>/judges/", judging_api.JudgeListCreateApi.as_view(), name="api-judges"),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/",
+        judging_api.JudgeDetailApi.as_view(),
+        name="api-judge",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/run/",
+        judging_api.JudgeRunApi.as_view(),
+        name="api-judge-run",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/ratings/",
+        judging_api.JudgeRatingsApi.as_view(),
+        name="api-judge-ratings",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/report/",
+        judging_api.JudgeReportApi.as_view(),
+        name="api-judge-report",
     ),
 ]

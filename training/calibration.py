@@ -11,6 +11,9 @@ from annotation.models import Project
 from annotation.permissions import check_project_admin
 from annotation.services import audit_record
 from core.errors import ApplicationError
+from review.math.scoring import rating_normalised_score
+from review.models import Rating
+from review.rating.services import rubric_dimensions
 
 from .engine import calibration as cal
 from .engine.metrics import rouge_l
@@ -21,6 +24,9 @@ from .selectors import ANSWERED_STATES, model_version_deployed, model_versions_o
 # against the approved one, on `engine.metrics.tokenize`'s tokens (case, spacing and punctuation aside,
 # CJK by character), at or above this. 0.9 lets a word or two in a sentence change; a rewrite fails.
 ACCEPTABLE_ROUGE_L = 0.9
+# A rated answer is acceptable when its raters' mean normalised weighted score (each dimension rescaled
+# to [0, 1] by its scale, weighted) reaches this: 4 of 5 on the default rubric.
+ACCEPTABLE_RATING = 0.75
 # Fewer outcomes than this and a version has no fit: `ask` compares the raw confidence, as before.
 MIN_FIT_OUTCOMES = 50
 # A metadata value gets its own suggested threshold from this many outcomes with that value.
@@ -36,8 +42,10 @@ METADATA_VALUE_MAX_CHARS = 200
 class Outcome:
     confidence: float  # the model's raw confidence when it answered
     acceptable: bool
-    similarity: float  # ROUGE-L against people's approved answer
-    source: str  # "sampled" (answered traffic reviewed) | "ticket" (handed over, then answered by people)
+    similarity: float  # ROUGE-L against people's approved answer; "rated": the mean normalised score
+    # "sampled" (answered traffic reviewed) | "ticket" (handed over, then answered by people) | "rated"
+    # (answered traffic scored by raters, its item not approved yet)
+    source: str
     item: int
     metadata: dict
 
@@ -62,13 +70,47 @@ def outcomes_of(
     fields = ("confidence", "item_id", "item__metadata", "item__current_revision__text")
     sampled = AskAnswer.objects.filter(model_version_id=version_id, item__isnull=False, **judged)
     tickets = HandoverTicket.objects.filter(model_version_id=version_id, confidence__isnull=False, **judged)
-    return [
-        _outcome(c, answer, item, meta, approved, "sampled")
-        for c, answer, item, meta, approved in _latest(sampled, "answer", fields, limit)
-    ] + [
-        _outcome(c, answer, item, meta, approved, "ticket")
-        for c, answer, item, meta, approved in _latest(tickets, "model_answer", fields, limit)
-    ]
+    return (
+        [
+            _outcome(c, answer, item, meta, approved, "sampled")
+            for c, answer, item, meta, approved in _latest(sampled, "answer", fields, limit)
+        ]
+        + [
+            _outcome(c, answer, item, meta, approved, "ticket")
+            for c, answer, item, meta, approved in _latest(tickets, "model_answer", fields, limit)
+        ]
+        + _rated_outcomes(version_id=version_id, limit=limit, since=since, until=until)
+    )
+
+
+def _rated_outcomes(*, version_id: int, limit: int, since=None, until=None) -> list[Outcome]:
+    """Sampled answers raters scored whose item people have not approved yet (an approval is the final
+    word, and then the answer is a "sampled" outcome instead): acceptable at ACCEPTABLE_RATING."""
+    window = {}
+    if since is not None:
+        window["created_at__gte"] = since
+    if until is not None:
+        window["created_at__lte"] = until
+    answers = list(
+        AskAnswer.objects.filter(model_version_id=version_id, response__ratings__isnull=False, **window)
+        .exclude(item__status__in=ANSWERED_STATES, item__current_revision__isnull=False)
+        .distinct()
+        .order_by("-pk")
+        .values_list("response_id", "confidence", "item_id", "item__metadata")[:limit]
+    )[::-1]
+    scores: dict[int, list[float]] = {}
+    ratings = Rating.objects.filter(response_id__in=[a[0] for a in answers]).select_related("rubric")
+    dimensions = {}
+    for rating in ratings.prefetch_related("rubric__dimensions"):
+        if rating.rubric_id not in dimensions:
+            dimensions[rating.rubric_id] = rubric_dimensions(rating.rubric)
+        score = rating_normalised_score(dimensions[rating.rubric_id], rating.scores)
+        scores.setdefault(rating.response_id, []).append(score)
+    out = []
+    for response_id, confidence, item, metadata in answers:
+        mean = sum(scores[response_id]) / len(scores[response_id])
+        out.append(Outcome(confidence, mean >= ACCEPTABLE_RATING, mean, "rated", item, metadata or {}))
+    return out
 
 
 def _latest(queryset, answer_field: str, fields: tuple, limit: int) -> list[tuple]:
@@ -183,6 +225,7 @@ def version_report(*, version: ModelVersion, target: float) -> dict:
         "n_outcomes": len(outcomes),
         "n_sampled": sum(o.source == "sampled" for o in outcomes),
         "n_tickets": sum(o.source == "ticket" for o in outcomes),
+        "n_rated": sum(o.source == "rated" for o in outcomes),
         "acceptable_share": sum(ok) / len(ok) if ok else None,
         "calibrated": fit is not None,
         "ece_before": cal.ece(raw, ok),

@@ -171,11 +171,11 @@ def _arm(version: ModelVersion, *, since, until) -> dict:
     latencies = sorted(
         answers.exclude(latency_ms=None).order_by("-pk").values_list("latency_ms", flat=True)[:LATENCY_SAMPLE]
     )
-    # Reviewed samples of what the arm answered (tickets are questions it did not answer).
+    # Reviewed (or rated) samples of what the arm answered (tickets are questions it did not answer).
     outcomes = [
         o
         for o in calibration.outcomes_of(version_id=version.pk, since=since, until=until)
-        if o.source == "sampled"
+        if o.source in ("sampled", "rated")
     ]
     k, n = sum(o.acceptable for o in outcomes), len(outcomes)
     low, high = wilson_interval(k, n)

@@ -15,6 +15,7 @@ from annotation.models import Item, ItemSource, Project
 from annotation.services import audit_record, item_content_hash, items_create, stored_user
 from annotation.workflow.transitions import DraftCandidate, item_drafts_store
 from core.errors import ApplicationError
+from review.models import Response, ResponseOrigin
 
 from . import calibration, canary, metrics, semantic_cache
 from .drafting import clean_text, drafts_generate, item_prompt, item_route_to_expert
@@ -251,27 +252,45 @@ def ask_answer_log(
     """Log an answer the model gave; a sampled share (`answered_review_rate`, or `review_rate` for a
     canary's arms) also becomes a production item (or joins the identical one) whose drafts are the
     model's candidates, so people review the answer through the normal workflow and their approved
-    answer judges it (an outcome)."""
+    answer judges it (an outcome). With `answered_review_ratings`, the sampled answer is also a response
+    in the rating queue, whose rubric scores judge it until the item is approved."""
     best = candidates[0]
     rate = project.answered_review_rate if review_rate is None else review_rate
     sampled = _review_sampler.random() < rate
     with transaction.atomic():
-        item = None
+        item = response = None
         if sampled:
             items_create(
                 project=project, actor=actor, source=ItemSource.PRODUCTION,
                 rows=[{"input": question, "metadata": metadata}],
             )  # fmt: skip
             item = _item_of(project=project, question=question)
+            if project.answered_review_ratings:
+                response = _response_for_raters(
+                    project=project, version=version, question=question, item=item, text=best.text
+                )
         logged = AskAnswer.objects.create(
             project=project, model_version=version, question=question, answer=best.text,
-            confidence=best.confidence, item=item, latency_ms=latency_ms,
+            confidence=best.confidence, item=item, response=response, latency_ms=latency_ms,
         )  # fmt: skip
     if item is not None:  # answered: the confidence met the threshold, so the draft is not low-confidence
         item_drafts_store(
             item_id=item.pk, model_version_id=version.pk, candidates=candidates, low_confidence=False
         )
     return logged
+
+
+def _response_for_raters(*, project: Project, version: ModelVersion, question: str, item: Item, text: str):
+    """The answer as a draft response to rate (blind as the project's rubric says), audited."""
+    response = Response.objects.create(
+        project=project, input=question, messages=single_turn(question), text=text,
+        origin=ResponseOrigin.DRAFT, model=version.name, model_version=version, item=item,
+    )  # fmt: skip
+    audit_record(
+        actor=None, action="response.created", target=response, project=project,
+        to_state=ResponseOrigin.DRAFT, data={"ask_answer_of_version": version.pk},
+    )  # fmt: skip
+    return response
 
 
 def _item_of(*, project: Project, question: str) -> Item:

@@ -111,6 +111,11 @@ class AskAnswer(models.Model):
     item = models.ForeignKey(
         "annotation.Item", null=True, blank=True, on_delete=models.SET_NULL, related_name="ask_answers"
     )
+    # The sampled answer as a response for raters (Project.answered_review_ratings); its ratings are an
+    # outcome until the item is approved.
+    response = models.ForeignKey(
+        "review.Response", null=True, blank=True, on_delete=models.SET_NULL, related_name="ask_answers"
+    )
     # How long the ask took in the service up to this answer (model included); null before canaries.
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -365,3 +370,91 @@ class HumanEvalPair(models.Model):
 
     def __str__(self) -> str:
         return f"pair of item {self.item_id} in round {self.round_id}"
+
+
+# --- model judges (training/judging/) ------------------------------------------------------------------
+
+
+class ModelJudge(models.Model):
+    """A model version that scores a project's review responses on its rubric (and, with `judge_pairs`,
+    picks in its compare pairs): a judge identity, kept apart from people. Its judgements are
+    JudgeRating / JudgePick rows, never review Ratings, so no human figure counts them.
+
+    Pre-scoring (off by default): a response the judge scores at `prescore_min_confidence` or more and
+    at a normalised score of `prescore_min_score` or more is closed for human rating; the uncertain and
+    the low-scored go to people."""
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="model_judges")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="judges")
+    prompt_template = models.TextField()
+    enabled = models.BooleanField(default=True)
+    judge_pairs = models.BooleanField(default=False)
+    prescore = models.BooleanField(default=False)
+    prescore_min_confidence = models.FloatField(default=0.8)
+    prescore_min_score = models.FloatField(default=0.75)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "pk"]
+        constraints = [
+            # Two judges closing responses by their own thresholds would make "who decided" unclear.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=models.Q(prescore=True, enabled=True),
+                name="one_prescoring_judge_per_project",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"judge {self.pk} ({self.model_version_id}) of project {self.project_id}"
+
+
+class JudgeRating(models.Model):
+    """A judge's scores of one response: per dimension the expected score over the scale's tokens, the
+    weighted score on the rubric's scale, the normalised score (0-1), the confidence (the least sure
+    dimension's), the rubric version; or, when no judgement could be made, `error` with the reason."""
+
+    judge = models.ForeignKey(ModelJudge, on_delete=models.CASCADE, related_name="ratings")
+    response = models.ForeignKey("review.Response", on_delete=models.CASCADE, related_name="judge_ratings")
+    rubric = models.ForeignKey("review.Rubric", null=True, on_delete=models.SET_NULL, related_name="+")
+    scores = models.JSONField(default=dict, blank=True)  # {dimension key: expected score}
+    # {dimension key: {"confidence", "probabilities", "mass"}}: what each score was read from
+    details = models.JSONField(default=dict, blank=True)
+    weighted_score = models.FloatField(null=True, blank=True)
+    normalised_score = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judge_id", "response_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["judge", "response"], name="judgerating_judge_response")
+        ]
+
+    def __str__(self) -> str:
+        return f"judge {self.judge_id} on response {self.response_id}"
+
+
+class JudgePick(models.Model):
+    """A judge's pick in a compare pair: the probability that the pair's first response (response_a)
+    is the better, both orders averaged; the choice a | b | tie in the pair's stored order."""
+
+    judge = models.ForeignKey(ModelJudge, on_delete=models.CASCADE, related_name="picks")
+    pair = models.ForeignKey("review.Pair", on_delete=models.CASCADE, related_name="judge_picks")
+    choice = models.CharField(max_length=3, blank=True)
+    p_first = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    position_bias = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judge_id", "pair_id"]
+        constraints = [models.UniqueConstraint(fields=["judge", "pair"], name="judgepick_judge_pair")]
+
+    def __str__(self) -> str:
+        return f"judge {self.judge_id} on pair {self.pair_id}"

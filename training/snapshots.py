@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 
 def approved_unsnapshotted(*, project_id: int):
-    """Approved items of the project that no snapshot holds yet: what a new run would add."""
-    return Item.objects.filter(project_id=project_id, status=ItemStatus.APPROVED).exclude(
+    """Approved items of the project that no snapshot holds yet: what a new run would add (gold
+    items, checks of people, never count)."""
+    return Item.objects.filter(project_id=project_id, status=ItemStatus.APPROVED, is_gold=False).exclude(
         Exists(SnapshotSample.objects.filter(item=OuterRef("pk")))
     )
 

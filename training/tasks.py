@@ -12,6 +12,8 @@ from . import (
     trigger,  # noqa: F401  (registers the loop's default-queue tasks in every worker)
     versus,
 )
+from .judging import dispatch  # noqa: F401  (registers the default-queue task new responses send)
+from .judging import services as judging
 from .models import ModelVersion
 from .runs import execute
 
@@ -83,3 +85,15 @@ def versions_compare_run(
         prompts=prompts,
         task_id=task_id,
     )
+
+
+@shared_task
+def judge_run(judge_id: int) -> dict:
+    """Judge one chunk of the project's open responses (and pairs) the judge has not judged, and send
+    itself for the rest; after the server's Retry-After when the judge's server failed (`judging`)."""
+    progress = judging.judge_run_next(judge_id=judge_id)
+    if progress.retry_after is not None:
+        judge_run.apply_async((judge_id,), countdown=progress.retry_after)
+    elif progress.remaining and (progress.judged or progress.failed or progress.picked):
+        judge_run.delay(judge_id)
+    return progress.as_dict()

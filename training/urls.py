@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .judging import views as judging_views
 
 urlpatterns = [
     path("projects/<int:project_id>/models/", views.project_models, name="project-models"),
@@ -22,5 +23,11 @@ urlpatterns = [
         "projects/<int:project_id>/training/<int:run_id>/<str:action>/",
         views.training_run_act,
         name="training-run-act",
+    ),
+    path("projects/<int:project_id>/judge/", judging_views.judge_page, name="training-judge"),
+    path(
+        "projects/<int:project_id>/judge/<int:judge_id>/<str:action>/",
+        judging_views.judge_act,
+        name="training-judge-act",
     ),
 ]

@@ -102,7 +102,8 @@ def export_samples(
     (for preference pairs). `metadata` holds the item id, the item's own metadata under "item", and with
     `metadata` set the provenance (author, reviewers, scores, ...).
     """
-    items = Item.objects.filter(project=project, status=status)
+    # Gold items are checks of people, never data (review/gold/).
+    items = Item.objects.filter(project=project, status=status, is_gold=False)
     if filters:
         items = items_with_metadata(items, filters)
     rows = items.order_by("pk").values_list(*_SAMPLE_FIELDS)
@@ -259,7 +260,7 @@ def export_metadata_keys(
 ) -> list[str]:
     """The metadata keys the project's items in `status` hold (the export page offers a filter for each).
     On PostgreSQL one `jsonb_object_keys` query; elsewhere a walk over the metadata."""
-    items = Item.objects.filter(project=project, status=status)
+    items = Item.objects.filter(project=project, status=status, is_gold=False)
     if connection.vendor == "postgresql":
         keys = (
             items.annotate(kind=Func(F("metadata"), function="jsonb_typeof", output_field=CharField()))

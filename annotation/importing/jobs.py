@@ -59,7 +59,7 @@ from annotation.permissions import check_project_admin
 from annotation.selectors import project_get_for_user
 from annotation.services import audit_record
 from core.errors import ApplicationError, NotFound
-from core.hooks import task_send_on_commit
+from core.hooks import IMPORT_ITEMS_ADDED, hook, task_send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -491,6 +491,9 @@ def _insert(job: ImportJob, staging: Staging, report: ImportErrorReport, keys: K
             raise _Abandoned
         source = ItemSource.LOG if job.format == CHAT_LOG else ItemSource.IMPORT
         created, flagged = staging.insert_items(project_id=job.project_id, source=source)
+        gold = hook(IMPORT_ITEMS_ADDED)  # review's gold checks: records with a `gold` key
+        if created and gold:
+            gold(job.project_id, job.created_by_id)
         job.rows_imported = created
         job.rows_flagged = flagged
         job.rows_duplicate = job.rows_read - job.rows_invalid - created

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
             name="semantic_cache_threshold",
             field=models.FloatField(
                 default=0.9,
-                help_text="Cosine similarity of the two questions' embeddings at or above which the cache answers.",
+                help_text="Cosine similarity of two questions' embeddings at or above which the cache answers.",
                 validators=[
                     django.core.validators.MinValueValidator(0.0),
                     django.core.validators.MaxValueValidator(1.0),

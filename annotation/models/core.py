@@ -91,6 +91,76 @@ class Project(models.Model):
     ratings_per_response = models.PositiveSmallIntegerField(
         _("ratings per response"), default=3, validators=[MinValueValidator(1), MaxValueValidator(10)]
     )
+    ratings_max_per_response = models.PositiveSmallIntegerField(
+        _("most ratings per disagreed response"),
+        default=0,
+        validators=[MaxValueValidator(20)],
+        help_text=_(
+            "Agreement-driven overlap: a response whose ratings disagree beyond the disagreement threshold "
+            "(or a compare pair whose judgements are not all the same) gets extra raters up to this many. "
+            "0, or the ratings per response, turns it off."
+        ),
+    )
+    rating_disagreement_threshold = models.FloatField(
+        _("rating disagreement threshold"),
+        default=0.15,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_(
+            "Ratings of a response disagree when the standard deviation of their weighted scores, each "
+            "rescaled to 0–1 by the rubric's scales, is above this."
+        ),
+    )
+    adjudicate_disagreements = models.BooleanField(
+        _("send disagreements to adjudication"),
+        default=False,
+        help_text=_(
+            "A reject of an answer an earlier tier approved (domain review after the expert, or a spot "
+            "check) waits for an admin or domain reviewer to decide, as does a response whose ratings "
+            "still disagree at its most ratings."
+        ),
+    )
+    gold_rate = models.FloatField(
+        _("share of gold tasks"),
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_(
+            "Gold and attention checks: the share of claims (annotate, expert and domain review, rate, "
+            "compare) that serve a gold task the person has not answered yet. 0 turns gold off."
+        ),
+    )
+    gold_window = models.PositiveSmallIntegerField(
+        _("gold tasks in the rolling accuracy"),
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(200)],
+        help_text=_(
+            "A person's gold accuracy is over their last this many gold tasks, once they have that many."
+        ),
+    )
+    gold_min_accuracy = models.FloatField(
+        _("lowest gold accuracy"),
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_("Under this rolling gold accuracy the gold action applies to the person."),
+    )
+    gold_action = models.CharField(
+        _("when gold accuracy is too low"),
+        max_length=12,
+        choices=[
+            ("warn", _("Warn the person")),
+            ("pause", _("Pause their work in this project")),
+            ("extra_review", _("Send their work to an extra review")),
+        ],
+        default="warn",
+    )
+    gold_min_similarity = models.FloatField(
+        _("gold annotation similarity"),
+        default=0.6,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_(
+            "An answer to a gold annotation task is right when its ROUGE-L against the gold answer reaches "
+            "this (a gold task may set its own)."
+        ),
+    )
     retrain_threshold = models.PositiveIntegerField(
         _("retrain threshold"), default=200, validators=[MinValueValidator(1)]
     )
@@ -204,6 +274,14 @@ class Project(models.Model):
             "confidence calibration keeps learning whether the model's answers are acceptable."
         ),
     )
+    answered_review_ratings = models.BooleanField(
+        _("raters also score sampled answers"),
+        default=False,
+        help_text=_(
+            "A sampled answer also goes to the rating queue; until people approve its item, its rubric "
+            "scores say whether it was acceptable (a normalised weighted score of 0.75 or more)."
+        ),
+    )
     answer_target_precision = models.FloatField(
         _("target share of acceptable answers"),
         default=0.9,
@@ -285,6 +363,18 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        maximum = self.ratings_max_per_response
+        if maximum and maximum < self.ratings_per_response:
+            raise ValidationError(
+                {
+                    "ratings_max_per_response": _(
+                        "It must be 0 (off) or at least the ratings per response (%(base)s)."
+                    )
+                    % {"base": self.ratings_per_response}
+                }
+            )
+
 
 class Membership(models.Model):
     """A user holds a role in a project; a user may hold several roles in one project."""
@@ -314,6 +404,8 @@ class ItemStatus(models.TextChoices):
     APPROVED = "approved", _("Approved")
     REWORK = "rework", _("Rework")
     SPOT_CHECK = "spot_check", _("Spot check")
+    # Reviewers disagreed (a later tier rejected what an earlier one approved): held for an adjudicator.
+    ADJUDICATION = "adjudication", _("Adjudication")
 
 
 class ItemSource(models.TextChoices):
@@ -357,6 +449,9 @@ class Item(models.Model):
     )
     needs_expert = models.BooleanField(default=False)
     low_confidence = models.BooleanField(default=False)
+    # A gold task (review.models.GoldTask): served only by the gold draw of a queue, never approved into
+    # the data, and shown exactly as other items are.
+    is_gold = models.BooleanField(default=False)
     # The lease: who holds the item, in which stage, until when. Null holder = claimable.
     leased_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -7,14 +7,16 @@ from core.serializers import StrictModelSerializer, StrictSerializer
 
 PROJECT_SETTINGS = [
     "name", "slug", "description", "guidelines", "prompt_template", "review_tiers", "ratings_per_response",
+    "ratings_max_per_response", "rating_disagreement_threshold", "adjudicate_disagreements",
     "retrain_threshold", "confidence_threshold", "fallback_message", "spot_check_rate", "draft_candidates",
     "route_low_confidence_to_expert", "redact_on_import", "compliance_phrases", "log_person_phrases",
     "log_complaint_phrases", "eval_rouge_l_floor",
     "eval_rouge_l_tolerance", "human_eval_size", "human_eval_min_alpha", "training_hyperparameters",
     "training_objective", "human_eval_mode", "human_eval_min_win_rate", "answer_cache", "vote_min_agreement",
     "semantic_cache_model", "semantic_cache_threshold",
-    "answered_review_rate", "answer_target_precision", "metadata_thresholds",
+    "answered_review_rate", "answered_review_ratings", "answer_target_precision", "metadata_thresholds",
     "golden_item_ids", "edit_all_assistant_turns",
+    "gold_rate", "gold_window", "gold_min_accuracy", "gold_action", "gold_min_similarity",
 ]  # fmt: skip
 
 

@@ -8,7 +8,8 @@ implicit transaction, and the statement returns the response body.
 These functions only handle the common, successful case and return None for anything else: the
 caller then runs the ORM service in workflow.py, which stays the reference implementation and
 decides every other outcome (a held item or rework to hand back, an empty queue, a missing role, a
-stale version, compliance phrases to flag, a one-tier project's approval). So the rules live in
+stale version, compliance phrases to flag, a one-tier project's approval, a project that mixes in gold
+checks, a gold item). So the rules live in
 one place, and tests check that both paths write the same rows and answer the same JSON.
 """
 
@@ -102,6 +103,7 @@ def claim_statement(*, project_id: int, user_id: int, stage: str) -> tuple[str, 
       SELECT p.guidelines FROM annotation_project p
         JOIN annotation_membership m ON m.project_id = p.id
        WHERE p.id = %(project)s AND m.user_id = %(user)s AND m.role IN ({_listed(rule.roles)})
+         AND p.gold_rate = 0
        LIMIT 1
     ), next AS (
       SELECT q.id, q.status FROM annotation_item q
@@ -111,6 +113,7 @@ def claim_statement(*, project_id: int, user_id: int, stage: str) -> tuple[str, 
             WHERE h.project_id = %(project)s
               AND ((h.leased_by_id = %(user)s AND h.lease_stage = %(stage)s) {own_work}))
          AND q.project_id = %(project)s AND q.leased_by_id IS NULL AND q.status IN ({_listed(rule.claimable)})
+         AND NOT q.is_gold
          AND NOT EXISTS (SELECT 1 FROM annotation_skip s WHERE s.item_id = q.id AND s.user_id = %(user)s)
          {not_author}
        ORDER BY q.priority DESC, q.id
@@ -211,6 +214,7 @@ def submit_statement(
        WHERE i.id = %(item)s AND i.version = %(version)s
          AND i.leased_by_id = %(user)s AND i.lease_stage = %(stage)s
          AND p.review_tiers IN (2, 3)
+         AND p.gold_rate = 0 AND NOT i.is_gold
          AND coalesce(p.compliance_phrases, '[]'::jsonb) = '[]'::jsonb
          AND EXISTS (SELECT 1 FROM annotation_membership m WHERE m.project_id = p.id AND m.user_id = %(user)s)
          AND (%(draft)s::bigint IS NULL

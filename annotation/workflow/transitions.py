@@ -32,7 +32,7 @@ from annotation.permissions import check_project_role
 from annotation.services import audit_record
 from annotation.workflow.live_counts import project_counts_changed
 from core.errors import ApplicationError, Conflict, NotAllowed, NotFound
-from core.hooks import task_send_on_commit
+from core.hooks import WORK_QUEUE_GOLD, hook, task_send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,37 @@ def lease_cleared() -> dict:
     return {"leased_by": None, "lease_stage": "", "lease_expires_at": None, "status_before_lease": ""}
 
 
+def gold_answer_settle(item: Item, *, user: AbstractBaseUser, stage: str, answer: dict, shown: dict) -> Item:
+    """An answer to a gold item (Item.is_gold), under its lock: review scores it (core.hooks
+    WORK_QUEUE_GOLD "answer"), and the item goes back to where it rests for the next person, with no
+    revision, so the answer never becomes data. Returns the item as the answer shows it: as a normal
+    item would be after this step (`shown`: the fields that step would set), so nothing tells it apart."""
+    scorer = (hook(WORK_QUEUE_GOLD) or {}).get("answer")
+    if scorer is None:
+        raise Conflict("Gold checks are not available.", code="gold_unavailable")
+    scorer(item=item, user=user, stage=stage, answer=answer)
+    Autosave.objects.filter(item=item, user=user).delete()
+    resting = item.status_before_lease or item.status
+    item_write(
+        item,
+        actor=user,
+        action="gold.answer",
+        to_status=resting,
+        data={"stage": stage},
+        **lease_cleared(),
+    )
+    shown_item = Item.objects.select_related("project", "current_revision").get(pk=item.pk)
+    for name, value in shown.items():
+        setattr(shown_item, name, value)
+    return shown_item
+
+
+def under_extra_review(project: Project, user: AbstractBaseUser) -> bool:
+    """Whether review's gold checks send this person's work to an extra review (core.hooks)."""
+    check = (hook(WORK_QUEUE_GOLD) or {}).get("extra_review") if project.gold_rate else None
+    return bool(check and check(project=project, user=user))
+
+
 # --- claiming ----------------------------------------------------------------------------------------
 
 
@@ -184,8 +215,8 @@ def _claimable(*, project: Project, user: AbstractBaseUser, stage: str) -> Query
     queue = Item.objects.select_for_update(skip_locked=True, no_key=True).filter(
         project=project, leased_by__isnull=True, status__in=rule.claimable
     )
-    # What the user skipped is left for others.
-    queue = queue.exclude(Exists(Skip.objects.filter(item=OuterRef("pk"), user=user)))
+    # What the user skipped is left for others; gold items come only through the gold draw.
+    queue = queue.filter(is_gold=False).exclude(Exists(Skip.objects.filter(item=OuterRef("pk"), user=user)))
     if stage != Stage.ANNOTATE:
         # Nobody reviews an item they wrote any revision of, at any tier.
         queue = queue.exclude(Exists(Revision.objects.filter(item=OuterRef("pk"), author=user)))
@@ -207,6 +238,10 @@ def item_claim_next(*, project: Project, user: AbstractBaseUser, stage: str) -> 
     rule = STAGES[stage]
     check_project_role(user=user, project=project, roles=rule.roles)
     now = timezone.now()
+    # Gold checks (review/gold/, asked through core.hooks): a paused person is refused here, and a draw
+    # at the project's gold rate names the gold items this claim may serve instead of the queue's next.
+    gold = (hook(WORK_QUEUE_GOLD) or {}).get("claim") if project.gold_rate else None
+    gold_ids = gold(project=project, user=user, stage=stage) if gold else None
     with transaction.atomic():
         # First what is already theirs: the item they hold here, else (annotators) their own rework.
         theirs = Q(leased_by=user, lease_stage=stage)
@@ -222,6 +257,14 @@ def item_claim_next(*, project: Project, user: AbstractBaseUser, stage: str) -> 
             item.lease_expires_at = now + lease_duration()
             item.save(update_fields=["lease_expires_at", "updated_at"])
             return item
+        if item is None and gold_ids:
+            item = (
+                Item.objects.select_for_update(skip_locked=True, no_key=True)
+                .filter(pk__in=gold_ids, project=project, is_gold=True, leased_by__isnull=True)
+                .filter(status__in=rule.claimable)
+                .order_by("?")
+                .first()
+            )
         if item is None:
             item = _claimable(project=project, user=user, stage=stage).first()
         if item is None:
@@ -230,7 +273,8 @@ def item_claim_next(*, project: Project, user: AbstractBaseUser, stage: str) -> 
         return item_write(
             item,
             actor=user,
-            action="item.claim",
+            # Gold work has its own actions, so no figure read from the audit log counts it.
+            action="gold.claim" if item.is_gold else "item.claim",
             to_status=rule.held_status or item.status,
             data={"stage": stage},
             leased_by=user,
@@ -380,6 +424,19 @@ def item_submit(
             raise ApplicationError(
                 "text: the answer must not be empty.", details={"text": ["This field may not be blank."]}
             )
+        if item.is_gold:
+            shown_revision = Revision(item=item, author=user, stage=Stage.ANNOTATE, text=text)
+            return gold_answer_settle(
+                item,
+                user=user,
+                stage=Stage.ANNOTATE,
+                answer={"text": text},
+                shown={
+                    "status": status_after_annotation(item.project),
+                    "current_revision": shown_revision,
+                    **lease_cleared(),
+                },
+            )
         parent = item.current_revision
         revision = revision_create(
             item=item,
@@ -392,6 +449,9 @@ def item_submit(
         )
         Autosave.objects.filter(item=item, user=user).delete()
         to_status = status_after_annotation(item.project)
+        if to_status != ItemStatus.SUBMITTED and under_extra_review(item.project, user):
+            # Their gold accuracy is low: an expert looks at their work before the usual tiers do.
+            to_status = ItemStatus.SUBMITTED
         item = item_write(
             item,
             actor=user,
@@ -413,6 +473,15 @@ def item_flag_needs_expert(
     """The annotator cannot answer: the item goes to the expert queue, flagged, with their note."""
     with transaction.atomic():
         item = item_lock_held(item_id=item_id, user=user, stages={Stage.ANNOTATE}, version=version)
+        if item.is_gold:
+            # No answer to a check is not the right answer; it stays a check for the next person.
+            return gold_answer_settle(
+                item,
+                user=user,
+                stage=Stage.ANNOTATE,
+                answer={"text": "", "flag": comment.strip()},
+                shown={"status": ItemStatus.SUBMITTED, "needs_expert": True, **lease_cleared()},
+            )
         Autosave.objects.filter(item=item, user=user).delete()
         return item_write(
             item,

@@ -458,31 +458,60 @@ def rater_deviations(ratings: Iterable[Rating] | RatingMatrix, level: Level) -> 
     """
     _check_level(level)
     matrix = _as_matrix(ratings)
-    values = matrix.values
-    present = ~np.isnan(values)
-    per_unit = present.sum(axis=0)
-    filled = np.where(present, values, 0.0)
-    shared = present & (per_unit >= 2)[None, :]
+    present = ~np.isnan(matrix.values)
+    rater_index, unit_index = np.nonzero(present)
+    return _deviations(unit_index, rater_index, matrix.values[present], list(matrix.raters), level)
+
+
+def rater_deviations_long(
+    units: np.ndarray, raters: np.ndarray, values: np.ndarray, level: Level
+) -> list[RaterDeviation]:
+    """`rater_deviations` from three aligned arrays, one element per rating, raters in sorted id order.
+
+    No raters x units matrix is built, so a project's thousand raters over a million responses cost
+    memory in proportion to the ratings, not to their product.
+    """
+    _check_level(level)
+    if len(values) == 0:
+        return []
+    rater_ids, rater_index = np.unique(np.asarray(raters), return_inverse=True)
+    _unit_ids, unit_index = np.unique(np.asarray(units), return_inverse=True)
+    return _deviations(unit_index, rater_index, np.asarray(values, dtype=float), rater_ids.tolist(), level)
+
+
+def _deviations(
+    unit_index: np.ndarray, rater_index: np.ndarray, values: np.ndarray, raters: list, level: str
+) -> list[RaterDeviation]:
+    """The deviations of ratings given as (unit position, rater position, value), one per rating."""
+    n_raters = len(raters)
+    if len(values) == 0:
+        return [RaterDeviation(rater, 0, None, None, None) for rater in raters]
+    per_unit = np.bincount(unit_index)[unit_index]
+    sum_per_unit = np.bincount(unit_index, weights=values)[unit_index]
+    shared = per_unit >= 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        others_mean = (filled.sum(axis=0)[None, :] - filled) / (per_unit - 1)[None, :]
-    deviation = np.where(shared, filled - others_mean, 0.0)
+        others_mean = (sum_per_unit - values) / (per_unit - 1)
+    deviation = np.where(shared, values - others_mean, 0.0)
+    # Others on a unit who gave this rater's value: that (unit, value)'s count minus the rater itself.
+    _domain_values, codes = np.unique(values, return_inverse=True)
+    key = unit_index.astype(np.int64) * (int(codes.max()) + 1) + codes
+    _keys, key_index, key_counts = np.unique(key, return_inverse=True, return_counts=True)
+    same = np.where(shared, key_counts[key_index] - 1, 0)
+    other_pairs = np.where(shared, per_unit - 1, 0)
 
-    domain = _domain(matrix, None)
-    codes = _codes(matrix, domain)
-    counts = _unit_counts(codes, len(domain))
-    # Others on a unit who gave this rater's value: that value's count minus the rater itself.
-    same = np.where(present, counts[np.arange(values.shape[1])[None, :], np.maximum(codes, 0)] - 1, 0)
-    other_pairs = np.where(shared, per_unit[None, :] - 1, 0)
+    def per_rater(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(rater_index, weights=weights, minlength=n_raters)
 
+    n_units, pairs, agreeing = per_rater(shared), per_rater(other_pairs), per_rater(same)
+    deviation_sum, absolute_sum = per_rater(deviation), per_rater(np.abs(deviation))
     results = []
-    for index, rater in enumerate(matrix.raters):
-        n_units = int(np.count_nonzero(shared[index]))
-        pairs = int(other_pairs[index].sum())
+    for index, rater in enumerate(raters):
+        units = int(n_units[index])
         mean = absolute = share = None
-        if n_units:
-            share = 1.0 - float(same[index][shared[index]].sum()) / pairs
+        if units:
+            share = 1.0 - float(agreeing[index]) / float(pairs[index])
             if level != "nominal":
-                mean = float(deviation[index].sum()) / n_units
-                absolute = float(np.abs(deviation[index]).sum()) / n_units
-        results.append(RaterDeviation(rater, n_units, mean, absolute, share))
+                mean = float(deviation_sum[index]) / units
+                absolute = float(absolute_sum[index]) / units
+        results.append(RaterDeviation(rater, units, mean, absolute, share))
     return results

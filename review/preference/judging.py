@@ -19,6 +19,7 @@ from annotation.services import audit_record
 from core.errors import ApplicationError, Conflict, NotFound
 from review.math.preference import implied_choices
 from review.models import Choice, Judgement, Pair, PairAssignment, RankAssignment, Ranking, RankSet, Strength
+from review.preference.queue import pair_overlap
 from review.rating.services import RATER_ROLES
 
 SHOWN_CHOICES = ("A", "B", "tie")  # as the rater saw the pair: A first, B second
@@ -30,10 +31,10 @@ def _check_rater(*, rater, project, authors: Sequence[int | None]) -> None:
         raise ApplicationError("You cannot judge a response you wrote.", code="own_response")
 
 
-def _check_overlap(*, project, held_by_me: bool, judged: int, leased_to_others: int) -> None:
-    if not held_by_me and judged + leased_to_others >= project.ratings_per_response:
+def _check_overlap(*, overlap: int, held_by_me: bool, judged: int, leased_to_others: int) -> None:
+    if not held_by_me and judged + leased_to_others >= overlap:
         raise Conflict(
-            f"This task already has its {project.ratings_per_response} judgements (or raters holding it).",
+            f"This task already has its {overlap} judgements (or raters holding it).",
             code="enough_judgements",
         )
 
@@ -61,13 +62,17 @@ def judgement_submit(
     if pair.closed_at or pair.response_a.closed_at or pair.response_b.closed_at:
         raise Conflict("This pair takes no more judgements: its round has ended.", code="pair_closed")
     now = timezone.now()
+    if hasattr(pair, "gold_task"):
+        return _gold_judgement(
+            pair=pair, rater=rater, choice=choice, strength=strength, reason=reason, now=now
+        )
     with transaction.atomic():
         Pair.objects.select_for_update().filter(pk=pair.pk).first()
         if Judgement.objects.filter(pair=pair, rater=rater).exists():
             raise ApplicationError("You have already judged this pair.", code="already_judged")
         mine = PairAssignment.objects.filter(pair=pair, rater=rater, expires_at__gt=now).first()
         _check_overlap(
-            project=project,
+            overlap=pair_overlap(project=project, pair=pair),
             held_by_me=mine is not None,
             judged=pair.judgements.count(),
             leased_to_others=pair.assignments.filter(expires_at__gt=now).exclude(rater=rater).count(),
@@ -98,6 +103,36 @@ def judgement_submit(
             data={"judgement": judgement.pk, "strength": strength, "swapped": swapped},
         )
     return judgement
+
+
+def _gold_judgement(*, pair: Pair, rater, choice: str, strength: str, reason: str, now) -> Judgement:
+    """A verdict on a gold pair: kept as the rater's gold attempt, never as a judgement, so it counts in
+    no figure or export; the answer is the judgement as it would have been (its id the attempt's)."""
+    from review.gold.services import gold_answer_judgement
+
+    with transaction.atomic():
+        Pair.objects.select_for_update().filter(pk=pair.pk).first()
+        mine = PairAssignment.objects.filter(pair=pair, rater=rater, expires_at__gt=now).first()
+        swapped = mine.swapped if mine is not None else False
+        stored = {"A": "b" if swapped else "a", "B": "a" if swapped else "b", "tie": Choice.TIE}[choice]
+        attempt = gold_answer_judgement(
+            pair=pair,
+            user=rater,
+            choice=stored,
+            answer={"strength": strength, "reason": reason, "swapped": swapped},
+        )
+        PairAssignment.objects.filter(pair=pair, rater=rater).delete()
+    return Judgement(
+        pk=attempt.pk,
+        project=pair.project,
+        pair=pair,
+        rater=rater,
+        choice=stored,
+        strength=strength,
+        reason=reason,
+        swapped=swapped,
+        created_at=attempt.created_at,
+    )
 
 
 def _order_check(order, members: set[int]) -> list[int]:
@@ -138,7 +173,7 @@ def ranking_submit(*, rank_set_id: int, rater: AbstractBaseUser, order: list, re
             raise ApplicationError("You have already ranked this set.", code="already_ranked")
         mine = RankAssignment.objects.filter(rank_set=rank_set, rater=rater, expires_at__gt=now).first()
         _check_overlap(
-            project=project,
+            overlap=project.ratings_per_response,
             held_by_me=mine is not None,
             judged=rank_set.rankings.count(),
             leased_to_others=rank_set.assignments.filter(expires_at__gt=now).exclude(rater=rater).count(),

@@ -2,9 +2,11 @@
 
 As the `rate` queue does (review/rating/services.py): a task goes to a rater who has not judged it and
 wrote none of its responses, only while its judgements plus live leases are below the project's overlap
-(`Project.ratings_per_response`); candidates are locked with SKIP LOCKED and the count re-checked under
-the lock, so concurrent claimers never exceed the overlap. The order the responses are shown in is
-drawn at random per lease and kept on it, so a judgement can be read back in the pair's stored order.
+(`Project.ratings_per_response`; for a pair judged more than one way, up to
+`Project.ratings_max_per_response`: `pair_overlap`); candidates are locked with SKIP LOCKED and the
+count re-checked under the lock, so concurrent claimers never exceed the overlap. The order the
+responses are shown in is drawn at random per lease and kept on it, so a judgement can be read back in
+the pair's stored order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.utils import timezone
 
 from annotation.models import Project
 from annotation.permissions import check_project_role
+from review.math.overlap import choices_disagree, overlap_maximum, overlap_wanted
 from review.models import Pair, PairAssignment, RankAssignment, RankSet
 from review.rating.services import RATER_ROLES
 
@@ -50,10 +53,7 @@ def _claim(
     *,
     candidates: QuerySet,
     model,
-    user: AbstractBaseUser,
-    overlap: int,
-    now,
-    taken: Callable,
+    has_room: Callable,
     lease: Callable,
 ):
     """Lock the first free candidate (SKIP LOCKED), re-count what holds it, and lease it; None if none."""
@@ -69,16 +69,30 @@ def _claim(
                 continue
             seen.add(task.pk)
             # Re-count under the row lock: the candidate query ran before we held it.
-            if taken(task) >= overlap:
+            if not has_room(task):
                 continue
             lease(task)
             return task
     return None
 
 
+def pair_overlap(*, project: Project, pair: Pair) -> int:
+    """How many judgements a pair wants: the project's maximum while they are not all the same
+    choice, else the base overlap (review.math.overlap)."""
+    choices = pair.judgements.values_list("choice", flat=True).distinct()
+    return overlap_wanted(
+        base=project.ratings_per_response,
+        maximum=project.ratings_max_per_response,
+        disagree=choices_disagree(choices),
+    )
+
+
 def compare_claim_next(*, project: Project, user: AbstractBaseUser) -> tuple[Pair, PairAssignment] | None:
     """The next pair for `user` to judge and their lease on it (the one they hold, if any)."""
+    from review.gold.services import gold_check_not_paused, gold_pair_candidates
+
     check_project_role(user=user, project=project, roles=RATER_ROLES)
+    gold_check_not_paused(project=project, user=user)
     now = timezone.now()
     held = (
         PairAssignment.objects.filter(rater=user, expires_at__gt=now, pair__in=open_pairs(project=project))
@@ -88,23 +102,43 @@ def compare_claim_next(*, project: Project, user: AbstractBaseUser) -> tuple[Pai
     )
     if held is not None:
         return held.pair, held
+    gold = gold_pair_candidates(project=project, user=user)
+    pair = Pair.objects.filter(pk__in=gold).order_by("?").first() if gold else None
+    if pair is not None:
+        # A gold pair is leased as any other, its order drawn the same way; it has no overlap.
+        assignment, _ = PairAssignment.objects.update_or_create(
+            pair=pair,
+            rater=user,
+            defaults={"expires_at": now + PREFERENCE_LEASE, "swapped": _random.random() < 0.5},
+        )
+        return pair, assignment
     live = Q(assignments__expires_at__gt=now)
+    base = project.ratings_per_response
+    maximum = overlap_maximum(base=base, maximum=project.ratings_max_per_response)
+    # Agreement-driven overlap: the base for all, up to the maximum for pairs judged more than one way.
+    wanted = Q(held__lt=base)
+    if maximum > base:
+        wanted |= Q(held__lt=maximum, choices__gt=1)
     candidates = (
         open_pairs(project=project)
+        .filter(gold_task__isnull=True)
         .exclude(response_a__author=user)
         .exclude(response_b__author=user)
         .exclude(judgements__rater=user)
         .exclude(assignments__rater=user, assignments__expires_at__gt=now)
-        .annotate(held=Count("judgements", distinct=True) + Count("assignments", filter=live, distinct=True))
-        .filter(held__lt=project.ratings_per_response)
+        .annotate(
+            held=Count("judgements", distinct=True) + Count("assignments", filter=live, distinct=True),
+            choices=Count("judgements__choice", distinct=True),
+        )
+        .filter(wanted)
         .order_by("pk")
     )
 
-    def taken(pair: Pair) -> int:
+    def has_room(pair: Pair) -> bool:
         if pair.judgements.filter(rater=user).exists():
-            return project.ratings_per_response
+            return False
         others = pair.assignments.filter(expires_at__gt=now).exclude(rater=user).count()
-        return pair.judgements.count() + others
+        return pair.judgements.count() + others < pair_overlap(project=project, pair=pair)
 
     def lease(pair: Pair) -> None:
         PairAssignment.objects.update_or_create(
@@ -113,15 +147,7 @@ def compare_claim_next(*, project: Project, user: AbstractBaseUser) -> tuple[Pai
             defaults={"expires_at": now + PREFERENCE_LEASE, "swapped": _random.random() < 0.5},
         )
 
-    pair = _claim(
-        candidates=candidates,
-        model=Pair,
-        user=user,
-        overlap=project.ratings_per_response,
-        now=now,
-        taken=taken,
-        lease=lease,
-    )
+    pair = _claim(candidates=candidates, model=Pair, has_room=has_room, lease=lease)
     if pair is None:
         return None
     return pair, PairAssignment.objects.get(pair=pair, rater=user)
@@ -152,11 +178,11 @@ def rank_claim_next(*, project: Project, user: AbstractBaseUser) -> tuple[RankSe
         .order_by("pk")
     )
 
-    def taken(rank_set: RankSet) -> int:
+    def has_room(rank_set: RankSet) -> bool:
         if rank_set.rankings.filter(rater=user).exists():
-            return project.ratings_per_response
+            return False
         others = rank_set.assignments.filter(expires_at__gt=now).exclude(rater=user).count()
-        return rank_set.rankings.count() + others
+        return rank_set.rankings.count() + others < project.ratings_per_response
 
     def lease(rank_set: RankSet) -> None:
         shown = list(rank_set.responses.values_list("pk", flat=True))
@@ -165,15 +191,7 @@ def rank_claim_next(*, project: Project, user: AbstractBaseUser) -> tuple[RankSe
             rank_set=rank_set, rater=user, defaults={"expires_at": now + PREFERENCE_LEASE, "shown": shown}
         )
 
-    rank_set = _claim(
-        candidates=candidates,
-        model=RankSet,
-        user=user,
-        overlap=project.ratings_per_response,
-        now=now,
-        taken=taken,
-        lease=lease,
-    )
+    rank_set = _claim(candidates=candidates, model=RankSet, has_room=has_room, lease=lease)
     if rank_set is None:
         return None
     return rank_set, RankAssignment.objects.get(rank_set=rank_set, rater=user)

@@ -200,7 +200,7 @@ def pairs_from_drafts_vs_answers(
     is the draft unchanged make no pair; an item that already has such a pair gets no second one."""
     check_project_role(user=actor, project=project, roles={Role.ADMIN})
     items = Item.objects.filter(
-        project=project, status=ItemStatus.APPROVED, current_revision__draft__isnull=False
+        project=project, status=ItemStatus.APPROVED, current_revision__draft__isnull=False, is_gold=False
     )
     if item_ids is not None:
         items = items.filter(pk__in=list(item_ids))
@@ -266,7 +266,11 @@ def candidates_from_items(
     (`as_rank`) or as one pair per two of them. Items with fewer than 2 distinct drafts, and items that
     already have candidates from this source, are skipped."""
     check_project_role(user=actor, project=project, roles={Role.ADMIN})
-    items = Item.objects.filter(project=project).annotate(n_drafts=Count("drafts")).filter(n_drafts__gte=2)
+    items = (
+        Item.objects.filter(project=project, is_gold=False)
+        .annotate(n_drafts=Count("drafts"))
+        .filter(n_drafts__gte=2)
+    )
     if item_ids is not None:
         items = items.filter(pk__in=list(item_ids))
     items = items.exclude(

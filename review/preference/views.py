@@ -17,6 +17,7 @@ from annotation.permissions import check_project_role
 from annotation.selectors import project_get_for_user
 from annotation.workflow.chat import conversation_view
 from core.errors import ApplicationError, NotAllowed, NotFound
+from review.gold.views import paused_forbidden
 from review.models import Pair, PairSource, RankSet
 from review.preference import importing, judging, queue, services
 from review.preference import selectors as preference
@@ -62,6 +63,7 @@ def _compare_context(request, project, claimed, *, error: str = "", posted: dict
 
 
 @login_required
+@paused_forbidden
 def compare(request, project_id: int):
     project = _project(request, project_id, RATER_ROLES)
     claimed = queue.compare_claim_next(project=project, user=request.user)
@@ -70,6 +72,7 @@ def compare(request, project_id: int):
 
 @login_required
 @require_POST
+@paused_forbidden
 def compare_submit(request, project_id: int, pair_id: int):
     project = _project(request, project_id, RATER_ROLES)
     posted = {key: request.POST.get(key, "") for key in ("choice", "strength", "reason")}

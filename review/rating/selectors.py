@@ -20,6 +20,7 @@ from review.math.agreement import (
     dimension_agreement,
     fleiss_kappa,
     rater_deviations,
+    rater_deviations_long,
     rater_pairwise_kappa,
 )
 from review.math.scoring import INTEGER_LEVELS, Dimension, response_score_aggregate
@@ -281,6 +282,56 @@ def agreement_report(
         "bootstrap_samples": bootstrap,
         "dimensions": report_dimensions,
     }
+
+
+def rater_deviation_summary(*, project: Project, filters: RatingFilters = RatingFilters()) -> dict[int, dict]:
+    """Per rater id: how far their scores sit from the other raters' on the same responses, as the
+    agreement report's `rater_deviations`, for every rater at once in memory proportional to the ratings.
+
+    `dimensions` has each dimension's figures; `mean_abs_deviation` pools the non-nominal dimensions
+    (weighted by shared units), `disagreement_share` every dimension, `n_units` is the most responses
+    they shared with another rater on any dimension.
+    """
+    _rubric, dimensions = rubric_current_read(project=project)
+    keys = [d.key for d in dimensions]
+    if connection.vendor == "postgresql":
+        rows = _ratings_array(project, filters, keys)
+    else:  # the embedded database: the same columns through the ORM
+        ratings = Rating.objects.filter(project=project)
+        if filters.since:
+            ratings = ratings.filter(created_at__gte=filters.since)
+        if filters.until:
+            ratings = ratings.filter(created_at__lt=filters.until)
+        rows = np.array(
+            [
+                [r, u, b] + [float(s[k]) if k in s else np.nan for k in keys]
+                for r, u, b, s in ratings.values_list("response_id", "rater_id", "rubric_id", "scores")
+            ],
+            dtype=float,
+        ).reshape(-1, 3 + len(keys))
+    summary: dict[int, dict] = {}
+    for position, d in enumerate(dimensions):
+        values = rows[:, 3 + position]
+        mask = ~np.isnan(values) & np.isin(rows[:, 2], list(d.compatible_rubrics))
+        deviations = rater_deviations_long(
+            rows[mask, 0], rows[mask, 1].astype(np.int64), values[mask], d.level
+        )
+        for deviation in deviations:
+            entry = summary.setdefault(int(deviation.rater), {"dimensions": {}})
+            entry["dimensions"][d.key] = {**deviation.as_dict(), "rater": int(deviation.rater)}
+    for entry in summary.values():
+        figures = entry["dimensions"].values()
+        ordered = [f for f in figures if f["mean_abs_deviation"] is not None]
+        shares = [f for f in figures if f["disagreement_share"] is not None]
+        units = sum(f["n_units"] for f in ordered)
+        entry["n_units"] = max((f["n_units"] for f in figures), default=0)
+        entry["mean_abs_deviation"] = (
+            sum(f["mean_abs_deviation"] * f["n_units"] for f in ordered) / units if units else None
+        )
+        entry["disagreement_share"] = (
+            sum(f["disagreement_share"] for f in shares) / len(shares) if shares else None
+        )
+    return summary
 
 
 def score_comparison(

@@ -15,9 +15,13 @@ from annotation.models import Item, Project, Role
 from annotation.permissions import check_project_role
 from annotation.services import audit_record
 from core.errors import ApplicationError, Conflict, NotFound
+from core.hooks import task_send_on_commit
+from review.adjudication.opening import adjudication_open_for_ratings
+from review.math.overlap import overlap_maximum, overlap_wanted, ratings_disagree, scores_spread
 from review.math.scoring import (
     DEFAULT_RUBRIC,
     Dimension,
+    rating_normalised_score,
     rating_weighted_score,
     rubric_validate,
     scores_validate,
@@ -26,6 +30,8 @@ from review.models import Rating, RatingAssignment, Response, ResponseOrigin, Ru
 
 RATER_ROLES = frozenset({Role.EXPERT, Role.DOMAIN_REVIEWER, Role.ADMIN})
 RESPONSE_CREATOR_ROLES = frozenset({Role.ADMIN})
+# Sent by name when a response is added: a pre-scoring model judge of the project scores it (training).
+JUDGES_PRESCORE = "training.judging.dispatch.judges_prescore_request"
 # How long a response claimed from the `rate` queue stays reserved for its rater.
 RATING_LEASE = timedelta(minutes=30)
 
@@ -190,6 +196,7 @@ def response_create(
         audit_record(
             actor=actor, action="response.created", target=response, project=project, to_state=origin
         )
+        task_send_on_commit(JUDGES_PRESCORE, project.pk)
     return response
 
 
@@ -250,17 +257,27 @@ def rating_submit(*, response_id: int, rater: AbstractBaseUser, scores: dict) ->
         raise ApplicationError(message, code="invalid_scores", details={"scores": problems})
     weighted = rating_weighted_score(dimensions, scores)
     now = timezone.now()
+    if hasattr(response, "gold_task"):
+        return _gold_rating(
+            response=response,
+            rater=rater,
+            rubric=rubric,
+            dimensions=dimensions,
+            scores=scores,
+            weighted=weighted,
+            now=now,
+        )
     with transaction.atomic():
-        Response.objects.select_for_update().filter(pk=response.pk).first()
+        locked = Response.objects.select_for_update().filter(pk=response.pk).first()
         if Rating.objects.filter(response=response, rater=rater).exists():
             raise ApplicationError("You have already rated this response.", code="already_rated")
         mine = RatingAssignment.objects.filter(response=response, rater=rater, expires_at__gt=now).exists()
         if not mine:
             held = response.ratings.count() + response.assignments.filter(expires_at__gt=now).count()
-            if held >= project.ratings_per_response:
+            wanted = response_overlap(project=project, spread=locked.rating_spread)
+            if held >= wanted:
                 raise Conflict(
-                    f"This response already has its {project.ratings_per_response} ratings"
-                    " (or raters holding it).",
+                    f"This response already has its {wanted} ratings (or raters holding it).",
                     code="enough_ratings",
                 )
         try:
@@ -276,28 +293,96 @@ def rating_submit(*, response_id: int, rater: AbstractBaseUser, scores: dict) ->
         except IntegrityError:
             raise ApplicationError("You have already rated this response.", code="already_rated") from None
         RatingAssignment.objects.filter(response=response, rater=rater).delete()
+        spread, count = _spread_store(response=response)
         audit_record(
             actor=rater,
             action="rating.submitted",
             target=response,
             project=project,
-            data={"rating": rating.pk, "rubric_version": rubric.version, "weighted_score": weighted},
+            data={
+                "rating": rating.pk,
+                "rubric_version": rubric.version,
+                "weighted_score": weighted,
+                "spread": spread,
+            },
         )
+        maximum = overlap_maximum(base=project.ratings_per_response, maximum=project.ratings_max_per_response)
+        if (
+            project.adjudicate_disagreements
+            and count >= maximum
+            and ratings_disagree(spread, project.rating_disagreement_threshold)
+        ):
+            adjudication_open_for_ratings(
+                project=project, response=response, ratings=count, spread=spread, actor=rater
+            )
     return rating
+
+
+def _gold_rating(
+    *, response: Response, rater, rubric, dimensions, scores: dict, weighted: float, now
+) -> Rating:
+    """Scores of a gold response: kept as the rater's gold attempt, never as a rating, so they count in
+    no figure; the answer is the rating as it would have been (its id the attempt's)."""
+    from review.gold.services import gold_answer_rating
+
+    kept = {key: scores[key] for key in (d.key for d in dimensions)}
+    with transaction.atomic():
+        Response.objects.select_for_update().filter(pk=response.pk).first()
+        attempt = gold_answer_rating(response=response, user=rater, scores=kept, weighted=weighted)
+        RatingAssignment.objects.filter(response=response, rater=rater).delete()
+    return Rating(
+        pk=attempt.pk,
+        project=response.project,
+        response=response,
+        rater=rater,
+        rubric=rubric,
+        scores=kept,
+        weighted_score=weighted,
+        created_at=attempt.created_at,
+    )
+
+
+def response_overlap(*, project: Project, spread: float | None) -> int:
+    """How many ratings a response with this spread wants: the project's maximum while its ratings
+    disagree beyond the threshold, else the base overlap (review.math.overlap)."""
+    return overlap_wanted(
+        base=project.ratings_per_response,
+        maximum=project.ratings_max_per_response,
+        disagree=ratings_disagree(spread, project.rating_disagreement_threshold),
+    )
+
+
+def _spread_store(*, response: Response) -> tuple[float | None, int]:
+    """Recompute how far the response's ratings disagree (each on its own rubric version, rescaled to
+    0–1) and store it on the response; returns (spread, number of ratings). Under the response lock."""
+    ratings = list(Rating.objects.filter(response=response).only("rubric_id", "scores"))
+    dimensions: dict[int, tuple[Dimension, ...]] = {}
+    for rubric in Rubric.objects.filter(pk__in={r.rubric_id for r in ratings}).prefetch_related("dimensions"):
+        dimensions[rubric.pk] = rubric_dimensions(rubric)
+    spread = scores_spread([rating_normalised_score(dimensions[r.rubric_id], r.scores) for r in ratings])
+    Response.objects.filter(pk=response.pk).update(rating_spread=spread)
+    response.rating_spread = spread
+    return spread, len(ratings)
 
 
 def _claimable(*, project: Project, user: AbstractBaseUser, now, skip: set[int]):
     held = Count("ratings", distinct=True) + Count(
         "assignments", filter=Q(assignments__expires_at__gt=now), distinct=True
     )
+    base = project.ratings_per_response
+    maximum = overlap_maximum(base=base, maximum=project.ratings_max_per_response)
+    # Agreement-driven overlap: the base for all, up to the maximum for those whose ratings disagree.
+    wanted = Q(held__lt=base)
+    if maximum > base:
+        wanted |= Q(held__lt=maximum, rating_spread__gt=project.rating_disagreement_threshold)
     return (
-        Response.objects.filter(project=project, closed_at__isnull=True)
+        Response.objects.filter(project=project, closed_at__isnull=True, gold_task__isnull=True)
         .exclude(pk__in=skip)
         .exclude(author=user)
         .exclude(ratings__rater=user)
         .exclude(assignments__rater=user, assignments__expires_at__gt=now)
         .annotate(held=held)
-        .filter(held__lt=project.ratings_per_response)
+        .filter(wanted)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
@@ -307,10 +392,14 @@ def rating_claim_next(*, project: Project, user: AbstractBaseUser) -> Response |
     """The next response for `user` to rate, held for them by a RatingAssignment lease; None when done.
 
     A response goes to a rater who has not rated it, did not write it, and only while its ratings plus
-    live leases are below the project's overlap. Candidates are locked with SKIP LOCKED and the count
+    live leases are below the overlap it wants (`response_overlap`: the project's base, or its maximum
+    while the ratings disagree). Candidates are locked with SKIP LOCKED and the count
     re-checked under the lock, so concurrent claimers never exceed the overlap.
     """
+    from review.gold.services import gold_check_not_paused, gold_response_candidates
+
     check_project_role(user=user, project=project, roles=RATER_ROLES)
+    gold_check_not_paused(project=project, user=user)
     now = timezone.now()
     held = (
         RatingAssignment.objects.filter(
@@ -322,6 +411,15 @@ def rating_claim_next(*, project: Project, user: AbstractBaseUser) -> Response |
     )
     if held is not None:
         return held.response
+    gold = gold_response_candidates(project=project, user=user)
+    if gold:
+        # A gold response is leased as any other; it has no overlap (each person answers it once).
+        response = Response.objects.filter(pk__in=gold).order_by("?").first()
+        if response is not None:
+            RatingAssignment.objects.update_or_create(
+                response=response, rater=user, defaults={"expires_at": now + RATING_LEASE}
+            )
+            return response
     seen: set[int] = set()
     for _attempt in range(20):
         candidates = list(_claimable(project=project, user=user, now=now, skip=seen)[:20])
@@ -343,7 +441,8 @@ def rating_claim_next(*, project: Project, user: AbstractBaseUser) -> Response |
                 response.ratings.count()
                 + response.assignments.filter(expires_at__gt=now).exclude(rater=user).count()
             )
-            if taken >= project.ratings_per_response or response.ratings.filter(rater=user).exists():
+            wanted = response_overlap(project=project, spread=response.rating_spread)
+            if taken >= wanted or response.ratings.filter(rater=user).exists():
                 continue
             RatingAssignment.objects.update_or_create(
                 response=response, rater=user, defaults={"expires_at": now + RATING_LEASE}

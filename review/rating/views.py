@@ -17,6 +17,7 @@ from annotation.selectors import project_get_for_user
 from annotation.workflow.chat import conversation_view
 from core.errors import ApplicationError, NotAllowed, NotFound
 from review import dashboard as figures
+from review.gold.views import paused_forbidden
 from review.models import RatingAssignment, ResponseOrigin
 from review.rating import selectors as rating_selectors
 from review.rating import services as rating
@@ -77,6 +78,7 @@ def _conversation(response):
 
 
 @login_required
+@paused_forbidden
 def rate(request, project_id: int):
     project = _project(request, project_id, rating.RATER_ROLES)
     response = rating.rating_claim_next(project=project, user=request.user)
@@ -85,6 +87,7 @@ def rate(request, project_id: int):
 
 @login_required
 @require_POST
+@paused_forbidden
 def rate_submit(request, project_id: int, response_id: int):
     project = _project(request, project_id, rating.RATER_ROLES)
     scores = {}

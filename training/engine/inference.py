@@ -1,4 +1,5 @@
-"""Batched draft generation from a local causal LM (optionally through LoRA adapters), with a confidence."""
+"""Batched draft generation from a local causal LM (optionally through LoRA adapters), with a confidence;
+and the model's next-token probabilities over a few labels (what a model judge reads)."""
 
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -224,10 +225,13 @@ class Drafter:
                     results[i] = Draft(prompt=prompts[i], candidates=cands)
         return results  # type: ignore[return-value]
 
+    def _padded(self, batch: list[list[int]]):
+        return self.tokenizer.pad({"input_ids": batch}, padding=True, return_tensors="pt").to(self.device)
+
     def _generate(
         self, batch: list[list[int]], max_new_tokens: int, num_candidates: int, sampling: dict
     ) -> list[tuple[Candidate, ...]]:
-        inputs = self.tokenizer.pad({"input_ids": batch}, padding=True, return_tensors="pt").to(self.device)
+        inputs = self._padded(batch)
         out = self.model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,
@@ -253,3 +257,41 @@ class Drafter:
             tuple(sorted(flat[j : j + num_candidates], key=lambda c: c.confidence, reverse=True))
             for j in range(0, len(flat), num_candidates)
         ]
+
+    # Next-token probabilities (a model judge, training/judging) ----------------------------------
+
+    def label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
+        """For each label (a score "1".."5", a choice "A" / "B"), the vocabulary's tokens that read as it
+        once whitespace is stripped ("4", " 4"): the model may write the label either way, as a server's
+        top-logprobs list shows it either way. Cached per label set; the vocabulary is scanned once."""
+        if not hasattr(self, "_vocab_texts"):
+            self._vocab_texts = [self.tokenizer.decode([i]).strip() for i in range(len(self.tokenizer))]
+        return [[i for i, text in enumerate(self._vocab_texts) if text == label] for label in labels]
+
+    def next_token_log_probs(
+        self, prompts: Sequence[str | Prompt], labels: Sequence[str], *, batch_size: int = 16
+    ) -> list[list[float]]:
+        """For each prompt, log p(next token reads as label) for each label (a log-sum over the label's
+        tokens, `label_token_ids`; -inf for a label no token spells), from the raw logits of one forward
+        pass per length-grouped, left-padded batch: the distribution `draft` samples its first token from.
+
+        Positions count from each row's first real token, as `generate` counts them, so a prompt scores
+        the same in a batch as alone."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        groups = self.label_token_ids(labels)
+        encoded = [self._encode(p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        results: list[list[float]] = [[] for _ in prompts]
+        with torch.inference_mode(), self._adapter_context():
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                inputs = self._padded([encoded[i] for i in batch])
+                positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(**inputs, position_ids=positions, logits_to_keep=1).logits[:, -1, :]
+                logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+                for row, i in zip(logprobs, batch, strict=True):
+                    results[i] = [
+                        float(torch.logsumexp(row[ids], dim=0)) if ids else float("-inf") for ids in groups
+                    ]
+        return results

@@ -51,6 +51,7 @@ DEFAULT_COOLDOWN_S = 30.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
 EXCERPT_CHARS = 300
+TOP_LOGPROBS = 20  # OpenAI's maximum; vLLM and llama.cpp's server take it
 # The keys of a turn an OpenAI-compatible server reads; a file's own keys (a weight, a note) stay home.
 TURN_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
@@ -371,6 +372,37 @@ class RemoteClient:
             has_logprobs=confidence is not None,
         )
 
+    def next_token_top_logprobs(
+        self, prompt: Prompt, *, system_prompt: str | None = None, deadline: float | None = None
+    ) -> list[dict]:
+        """The server's most likely first tokens of the reply with their log-probabilities (a one-token
+        greedy request with `top_logprobs` TOP_LOGPROBS, the most OpenAI's API allows): what a model judge
+        reads. An answer without them is a RemoteError saying so."""
+        body = {
+            **dict(self.config.request_extra),
+            "model": self.config.model,
+            "messages": chat_messages(prompt, system_prompt),
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": True,
+            "top_logprobs": TOP_LOGPROBS,
+            "stream": False,
+        }
+        response = self.request("POST", "chat/completions", body, deadline=deadline)
+        try:
+            first = response.json()["choices"][0]["logprobs"]["content"][0]
+            top = first.get("top_logprobs") or [first]
+            return [t for t in top if isinstance(t, dict)]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            url = self.config.url("chat/completions")
+            body_text = excerpt(response.text, secret=self.config.api_key)
+            raise RemoteError(
+                f"{url} answered no top logprobs: {body_text}",
+                url=url,
+                status=response.status_code,
+                body=body_text,
+            ) from None
+
     def load_lora_adapter(self, name: str, path: str, *, deadline: float | None = None) -> None:
         """vLLM's `POST /v1/load_lora_adapter`; RemoteError (404 when the server has no such endpoint)."""
         self.request(
@@ -476,3 +508,45 @@ def draft(
             ranked = sorted(mine, key=lambda c: c.confidence, reverse=True)  # type: ignore[union-attr]
             results.append(RemoteDraft(candidates=tuple(ranked)))  # type: ignore[arg-type]
     return results
+
+
+def label_log_probs(top: Sequence[Mapping], labels: Sequence[str]) -> list[float]:
+    """log p of each label among a server's top tokens: the log-sum of the tokens that read as the
+    label once whitespace is stripped ("4", " 4"), as `Drafter.label_token_ids` groups them locally;
+    -inf for a label none of the listed tokens spells (a token outside the list counts as 0)."""
+    out = []
+    for label in labels:
+        values = [
+            t["logprob"]
+            for t in top
+            if str(t.get("token", "")).strip() == label and isinstance(t.get("logprob"), (int, float))
+        ]
+        if not values:
+            out.append(float("-inf"))
+            continue
+        peak = max(values)
+        out.append(peak + math.log(math.fsum(math.exp(v - peak) for v in values)))
+    return out
+
+
+def next_token_label_log_probs(
+    client: RemoteClient,
+    prompts: Sequence[Prompt],
+    labels: Sequence[str],
+    *,
+    system_prompt: str | None = None,
+    deadline: float | None = None,
+) -> list[list[float] | RemoteError]:
+    """For each prompt, `label_log_probs` of the server's first token, or the error that stopped it;
+    at most `max_concurrency` requests in flight, as `draft` sends them."""
+
+    def one(prompt: Prompt) -> list[float] | RemoteError:
+        try:
+            top = client.next_token_top_logprobs(prompt, system_prompt=system_prompt, deadline=deadline)
+        except RemoteError as exc:
+            return exc
+        return label_log_probs(top, labels)
+
+    workers = max(1, min(client.config.max_concurrency, len(prompts)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote-judge") as pool:
+        return list(pool.map(one, prompts))

@@ -1,0 +1,1 @@
+"""Adjudication: disagreements of reviewers and of raters, decided once by an admin or domain reviewer."""
