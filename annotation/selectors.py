@@ -263,10 +263,12 @@ def _turn_change(index: int, role: str, before: str, after: str, *, reply: bool 
 REVISION_WRITERS = {"item.submit", "item.edit"}  # the audit actions that write the revision they name
 
 
-def item_history(*, item: Item) -> list[dict]:
+def item_history(*, item: Item, show_gold: bool = True) -> list[dict]:
     """The item's timeline: every audit event, oldest first; revisions carry the diff against the
     text they were based on (the parent revision, else the draft they started from), and `turns`,
-    every turn they changed (earlier assistant turns the project let them edit, and the reply)."""
+    every turn they changed (earlier assistant turns the project let them edit, and the reply).
+    `show_gold` False (anyone but the project's admins): gold work's events (`gold.*`) are left out, so
+    the timeline does not name a silent check."""
     from annotation.models import AuditEvent, Revision
     from annotation.workflow.diffing import text_diff
 
@@ -274,9 +276,10 @@ def item_history(*, item: Item) -> list[dict]:
         r.pk: r for r in Revision.objects.filter(item=item).select_related("author", "parent", "draft")
     }
     timeline = []
-    for event in AuditEvent.objects.filter(target_type="item", target_id=str(item.pk)).select_related(
-        "actor"
-    ):
+    events = AuditEvent.objects.filter(target_type="item", target_id=str(item.pk)).select_related("actor")
+    if not show_gold:
+        events = events.exclude(action__startswith="gold.")
+    for event in events:
         entry = {
             "at": event.created_at,
             "actor": event.actor.username if event.actor else None,
@@ -303,3 +306,8 @@ def item_history(*, item: Item) -> list[dict]:
             entry["comment"] = event.data.get("comment", "")
         timeline.append(entry)
     return timeline
+
+
+def is_project_admin(user, project: Project) -> bool:
+    """The user is an admin of the project (staff count as admin), as check_project_admin asks."""
+    return Role.ADMIN in user_roles(user=user, project=project)

@@ -573,3 +573,19 @@ def test_the_per_person_quality_page_shows_gold_accuracy(api, people, project):
     mine = next(row for row in rows if row["username"] == "annotator")
     assert (mine["gold_accuracy"], mine["gold_tasks"]) == (0.5, 2)
     assert all(row["gold_tasks"] in (None, 0) for row in rows if row["username"] != "annotator")
+
+
+def test_an_items_timeline_names_gold_work_to_admins_only(api, people, project, client):
+    gold_project(project, gold_window=100)
+    item = gold_item(api, people, project)
+    annotate(project, people["annotator"], text=GOLD_ANSWER)
+
+    def actions(user):
+        history = api(user).get(f"/api/items/{item.pk}/history/")
+        assert history.status_code == 200
+        return [entry["action"] for entry in history.json()]
+
+    assert {"gold.claim", "gold.answer"} <= set(actions(people["admin"]))
+    assert not [a for a in actions(people["annotator"]) if a.startswith("gold.")]
+    client.force_login(people["annotator"])
+    assert "gold." not in client.get(f"/items/{item.pk}/").content.decode()

@@ -104,7 +104,10 @@ class ItemHistoryApi(APIView):
     @extend_schema(responses=HistoryEntrySerializer(many=True))
     def get(self, request, item_id: int):
         item = selectors.item_get_for_user(user=request.user, item_id=item_id)
-        return Response(HistoryEntrySerializer(selectors.item_history(item=item), many=True).data)
+        history = selectors.item_history(
+            item=item, show_gold=selectors.is_project_admin(request.user, item.project)
+        )
+        return Response(HistoryEntrySerializer(history, many=True).data)
 
 
 class ProjectItemsApi(GenericAPIView):

@@ -32,7 +32,9 @@ def item_detail(request, item_id: int):
             ),
             "metadata": chat.metadata_view(item.metadata),
             "show_changes": True,
-            "timeline": selectors.item_history(item=item),
+            "timeline": selectors.item_history(
+                item=item, show_gold=selectors.is_project_admin(request.user, item.project)
+            ),
             "drafts": item.drafts.order_by("rank"),
         },
     )
