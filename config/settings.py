@@ -1,6 +1,7 @@
 """Django settings: the environment is read here and nowhere else; every default is the embedded one."""
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -145,6 +146,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "core",
     "annotation",
     "review",
@@ -162,6 +164,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: it turns a login the lock-out refused into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -193,6 +197,31 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 if HANDOVER_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# --- login lock-out (core/login_security.py, django-axes) -------------------------------------------
+# Failed logins within the cool-off that lock: one account from one address, one account from any
+# address, any accounts from one address (high: a class behind one office address logs in at 9:00).
+# The address is REMOTE_ADDR; behind a proxy, uvicorn sets it from X-Forwarded-For for the proxies
+# listed in FORWARDED_ALLOW_IPS (uvicorn's own setting).
+HANDOVER_LOGIN_LIMITS = {
+    "account_address": env.int("HANDOVER_LOGIN_LIMIT_ACCOUNT_ADDRESS", default=5),
+    "account": env.int("HANDOVER_LOGIN_LIMIT_ACCOUNT", default=20),
+    "address": env.int("HANDOVER_LOGIN_LIMIT_ADDRESS", default=100),
+}
+AUTHENTICATION_BACKENDS = [
+    "core.login_security.LockoutBackend",  # first: refuses a locked-out login before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "core.login_security.LockoutHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username", "ip_address"]  # the limits above
+AXES_FAILURE_LIMIT = HANDOVER_LOGIN_LIMITS["account_address"]
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("HANDOVER_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_RESET_ON_SUCCESS = True  # a login forgets that account's failures from that address
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lock ends when the page says it does
+AXES_LOCKOUT_CALLABLE = "core.login_security.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login; lock-outs are in the audit log
+AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -257,6 +286,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # axes logs each login at INFO; its warnings (each failure, each lock-out) are the ones to keep
+    "loggers": {"axes": {"level": env.str("AXES_LOG_LEVEL", default="WARNING")}},
 }
 
 # --- production hardening (`manage.py check --deploy` passes with no warnings) ----------------------
@@ -269,7 +300,13 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SESSION_COOKIE_HTTPONLY = True
+# Everywhere: no page script reads the CSRF cookie (htmx and static/js take the token from the page),
+# so it can be HttpOnly; SameSite=Lax keeps both off cross-site subrequests and form posts. `make run`
+# and the tests serve plain http://localhost, hence Secure only in production.
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 
 # --- imports, redaction and exports (annotation/importing.py, annotation/exporting.py) --------------
 # Uploads over this size answer 413; fields over the field limit are row errors.
