@@ -7,7 +7,6 @@ against bare krippendorff.alpha on the same three matrices.
 import io
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
+from _setup import timed  # noqa: E402
 
 django.setup()
 
@@ -29,15 +29,6 @@ UNITS, RATERS, REPEATS = 100_000, 3, 5
 KEYS = ("accuracy", "politeness", "usefulness")
 WEIGHTS = (0.4, 0.3, 0.3)
 DOMAIN = [1, 2, 3, 4, 5]
-
-
-def timed(call, repeats=REPEATS):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times), result
 
 
 def seed():
@@ -120,21 +111,23 @@ def main() -> None:
                 for i in range(len(KEYS))
             ]
 
-        bare_best, bare_median, alphas = timed(bare)
+        bare_best, bare_median, alphas = timed(bare, REPEATS)
         print(
             f"{UNITS:,} responses x {RATERS} raters x {len(KEYS)} dimensions, ordinal 1..5;"
             f" best (median) of {REPEATS}"
         )
         print(f"bare krippendorff.alpha x3 (matrices in memory): {bare_best:7.3f} s ({bare_median:.3f})")
         for bootstrap in (0, 1000):
-            best, median, report = timed(lambda b=bootstrap: agreement_report(project=project, bootstrap=b))
+            best, median, report = timed(
+                lambda b=bootstrap: agreement_report(project=project, bootstrap=b), REPEATS
+            )
             for dimension, alpha in zip(report["dimensions"], alphas, strict=True):
                 assert abs(dimension["alpha"] - alpha) < 1e-9, (dimension["alpha"], alpha)
             print(
                 f"agreement_report selector, B={bootstrap:>5}:      {best:7.3f} s ({median:.3f})"
                 f"  ratio {best / bare_best:5.1f}x"
             )
-        best, median, answer = timed(lambda: client.get(url))
+        best, median, answer = timed(lambda: client.get(url), REPEATS)
         assert answer.status_code == 200, answer.content[:500]
         body = answer.json()
         print(

@@ -10,7 +10,6 @@ Bradley–Terry model with known strengths (10 % ties), so the fit can be checke
 import io
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
+from _setup import next_ids, timed  # noqa: E402
 
 django.setup()
 
@@ -30,23 +30,6 @@ from django.test.utils import setup_test_environment  # noqa: E402
 MODELS, RATERS, REPEATS = 50, 10, 5
 CATEGORIES = ("billing", "network", "device", "account", "other")
 TIE_RATE = 0.1
-
-
-def timed(call, repeats=REPEATS):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times), result
-
-
-def _next_ids(cursor, table: str, count: int) -> int:
-    """Reserve `count` ids of `table`'s sequence for rows written by COPY; returns the first."""
-    cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
-    first = cursor.fetchone()[0] + 1
-    cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, first + count])
-    return first
 
 
 def _copy(cursor, table: str, columns: str, buffer: io.StringIO) -> None:
@@ -70,7 +53,7 @@ def seed(slug: str, pairs: int, raters: list, strengths: np.ndarray, rng: np.ran
     swapped = rng.random((pairs, len(raters))) < 0.5
     start = time.perf_counter()
     with connection.cursor() as cursor:
-        response_id = _next_ids(cursor, Response._meta.db_table, 2 * pairs)
+        response_id = next_ids(cursor, Response._meta.db_table, 2 * pairs)
         buffer = io.StringIO()
         for n in range(pairs):
             for side, model in enumerate((first[n], second[n])):
@@ -84,7 +67,7 @@ def seed(slug: str, pairs: int, raters: list, strengths: np.ndarray, rng: np.ran
             "id, project_id, input, system, messages, text, origin, model, created_at",
             buffer,
         )
-        pair_id = _next_ids(cursor, Pair._meta.db_table, pairs)
+        pair_id = next_ids(cursor, Pair._meta.db_table, pairs)
         buffer = io.StringIO()
         for n in range(pairs):
             metadata = json.dumps({"category": CATEGORIES[categories[n]]})
@@ -136,14 +119,16 @@ def main() -> None:
         large = seed("bench-1m", 100_000, raters, strengths, rng)
         print(f"{MODELS} models, {RATERS} raters per pair; leaderboard selector, best (median) of {REPEATS}")
 
-        base_best, base_median, _ = timed(lambda: leaderboard(project=small))
+        base_best, base_median, _ = timed(lambda: leaderboard(project=small), REPEATS)
         print(f"baseline, 100,000 judgements:                    {base_best:6.3f} s ({base_median:.3f})")
-        best, median, board = timed(lambda: leaderboard(project=large))
+        best, median, board = timed(lambda: leaderboard(project=large), REPEATS)
         print(
             f"1,000,000 judgements:                            {best:6.3f} s ({median:.3f})"
             f"  ratio {best / base_best:4.1f}x  target <= 2 s: {'met' if median <= 2 else 'MISSED'}"
         )
-        g_best, g_median, grouped = timed(lambda: leaderboard(project=large, metadata_key="category"))
+        g_best, g_median, grouped = timed(
+            lambda: leaderboard(project=large, metadata_key="category"), REPEATS
+        )
         print(
             f"1,000,000 judgements, per category (5 values):   {g_best:6.3f} s ({g_median:.3f})"
             f"  ratio {g_best / base_best:4.1f}x"
@@ -153,7 +138,7 @@ def main() -> None:
         client = APIClient()
         client.force_authenticate(User.objects.create(username="bench-admin", is_staff=True))
         url = f"/api/projects/{large.pk}/leaderboard/"
-        a_best, a_median, answer = timed(lambda: client.get(url))
+        a_best, a_median, answer = timed(lambda: client.get(url), REPEATS)
         assert answer.status_code == 200, answer.content[:500]
         print(
             f"GET {url}:             {a_best:6.3f} s ({a_median:.3f})  ratio {a_best / base_best:4.1f}x"

@@ -12,7 +12,6 @@ in the audit log, as the workflow writes them. Rows are written with COPY (that 
 """
 
 import os
-import statistics
 import sys
 import time
 from datetime import timedelta
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django  # noqa: E402
+from _setup import next_ids, timed  # noqa: E402
 
 django.setup()
 
@@ -35,23 +35,6 @@ from psycopg.types.json import Jsonb  # noqa: E402
 ITEMS, RESPONSES, RATINGS_PER_RESPONSE, REPEATS = 300_000, 10_000, 3, 5
 ROLES = (("annotator", 600), ("expert", 250), ("domain_reviewer", 100), ("admin", 50))
 WORDS = ("the", "order", "ships", "refund", "account", "billing", "please", "we", "can", "help", "today")
-
-
-def timed(call, repeats=REPEATS):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times), result
-
-
-def _next_ids(cursor, table: str, count: int) -> int:
-    """Reserve `count` ids of `table`'s sequence for rows written by COPY; returns the first."""
-    cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
-    first = cursor.fetchone()[0] + 1
-    cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, first + count])
-    return first
 
 
 class Copier:
@@ -112,10 +95,10 @@ def seed(rng: np.random.Generator):
     start = time.perf_counter()
     tasks = 0
     with transaction.atomic(), connection.cursor() as cursor:
-        item_id = _next_ids(cursor, Item._meta.db_table, ITEMS)
-        draft_id = _next_ids(cursor, Draft._meta.db_table, ITEMS)
+        item_id = next_ids(cursor, Item._meta.db_table, ITEMS)
+        draft_id = next_ids(cursor, Draft._meta.db_table, ITEMS)
         # at most two annotator revisions per item (first answer, rework)
-        revision_id = _next_ids(cursor, Revision._meta.db_table, 2 * ITEMS)
+        revision_id = next_ids(cursor, Revision._meta.db_table, 2 * ITEMS)
         annotators = rng.choice(people["annotator"], size=ITEMS)
         experts = rng.choice(people["expert"], size=ITEMS)
         domains = rng.choice(people["domain_reviewer"], size=ITEMS)
@@ -230,7 +213,7 @@ def seed(rng: np.random.Generator):
                 )
         # Ratings: each response's three raters score around its true value; raters 0-9 are lenient.
         raters = people["expert"] + people["domain_reviewer"] + people["admin"]
-        response_id = _next_ids(cursor, Response._meta.db_table, RESPONSES)
+        response_id = next_ids(cursor, Response._meta.db_table, RESPONSES)
         with Copier(cursor, Response) as copy:
             for n in range(RESPONSES):
                 at = now - timedelta(days=float(rng.random() * 28))
@@ -298,7 +281,7 @@ def main() -> None:
                 )
                 return cursor.fetchone()
 
-        base_best, base_median, (events, actors) = timed(scan)
+        base_best, base_median, (events, actors) = timed(scan, REPEATS)
         print(
             f"baseline, one scan of {events:,} audit events ({actors} actors):"
             f" {base_best:6.3f} s ({base_median:.3f})"
@@ -311,7 +294,7 @@ def main() -> None:
         ):
             s_best, s_median, _ = timed(lambda scan_of=scan_of: in_memory(scan_of), repeats=3)
             print(f"  scan {name:<10} alone:                     {s_best:6.3f} s ({s_median:.3f})")
-        best, median, report = timed(lambda: quality.person_quality(window=window))
+        best, median, report = timed(lambda: quality.person_quality(window=window), REPEATS)
         people = len(report["people"])
         print(
             f"person_quality, {people} people, 30 days:        {best:6.3f} s ({median:.3f})"
@@ -320,7 +303,7 @@ def main() -> None:
         client = APIClient()
         client.force_authenticate(get_user_model().objects.create(username="bench-admin", is_staff=True))
         url = f"/api/projects/{project.pk}/quality/"
-        a_best, a_median, answer = timed(lambda: client.get(url))
+        a_best, a_median, answer = timed(lambda: client.get(url), REPEATS)
         assert answer.status_code == 200, answer.content[:500]
         print(
             f"GET {url}:                  {a_best:6.3f} s ({a_median:.3f})  ratio {a_best / base_best:4.1f}x"

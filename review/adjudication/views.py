@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -10,28 +9,16 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from annotation.models import Stage
-from annotation.permissions import check_project_role
-from annotation.selectors import project_get_for_user
-from core.errors import ApplicationError, NotAllowed, NotFound
+from annotation.pages import project_for_page
+from core.errors import ApplicationError, NotFound
 from review.adjudication import selectors, services
 from review.models import AdjudicationDecision
 from review.rating.services import rubric_current
 
 
-def _project(request, project_id: int):
-    try:
-        project = project_get_for_user(user=request.user, project_id=project_id)
-        check_project_role(user=request.user, project=project, roles=services.ADJUDICATOR_ROLES)
-    except NotFound:
-        raise Http404 from None
-    except NotAllowed as exc:
-        raise PermissionDenied(exc.message) from None
-    return project
-
-
 @login_required
 def adjudications(request, project_id: int):
-    project = _project(request, project_id)
+    project = project_for_page(request, project_id, services.ADJUDICATOR_ROLES)
     state = request.GET.get("state", "open")
     if state not in selectors.STATES:
         state = "open"
@@ -56,7 +43,7 @@ def adjudications(request, project_id: int):
 @login_required
 @require_POST
 def adjudication_decide(request, project_id: int, adjudication_id: int):
-    project = _project(request, project_id)
+    project = project_for_page(request, project_id, services.ADJUDICATOR_ROLES)
     scores = None
     if any(name.startswith("score_") for name in request.POST):
         scores = {}

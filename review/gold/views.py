@@ -6,14 +6,12 @@ import functools
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from annotation.permissions import check_project_admin
-from annotation.selectors import project_get_for_user
-from core.errors import ApplicationError, NotAllowed, NotFound
+from annotation.pages import project_for_admin_page
+from core.errors import ApplicationError, NotAllowed
 from review.gold import marking, selectors, services
 
 
@@ -32,20 +30,9 @@ def paused_forbidden(view):
     return wrapped
 
 
-def _project(request, project_id: int):
-    try:
-        project = project_get_for_user(user=request.user, project_id=project_id)
-        check_project_admin(user=request.user, project=project)
-    except NotFound:
-        raise Http404 from None
-    except NotAllowed as exc:
-        raise PermissionDenied(exc.message) from None
-    return project
-
-
 @login_required
 def gold(request, project_id: int):
-    project = _project(request, project_id)
+    project = project_for_admin_page(request, project_id)
     return render(
         request,
         "review/gold.html",
@@ -60,7 +47,7 @@ def gold(request, project_id: int):
 @login_required
 @require_POST
 def gold_lift(request, project_id: int, user_id: int):
-    project = _project(request, project_id)
+    project = project_for_admin_page(request, project_id)
     try:
         services.gold_standing_lift(
             project=project, actor=request.user, user_id=user_id, comment=request.POST.get("comment", "")
@@ -74,7 +61,7 @@ def gold_lift(request, project_id: int, user_id: int):
 @login_required
 @require_POST
 def gold_mark(request, project_id: int):
-    project = _project(request, project_id)
+    project = project_for_admin_page(request, project_id)
     item_id = request.POST.get("item", "")
     try:
         if not item_id.isdigit():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -13,10 +12,9 @@ from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError as DrfValidationError
 
 from annotation.models import Role
-from annotation.permissions import check_project_role
-from annotation.selectors import project_get_for_user
+from annotation.pages import project_for_page
 from annotation.workflow.chat import conversation_view
-from core.errors import ApplicationError, NotAllowed, NotFound
+from core.errors import ApplicationError, NotFound
 from review.gold.views import paused_forbidden
 from review.models import Pair, PairSource, RankSet
 from review.preference import importing, judging, queue, services
@@ -26,18 +24,6 @@ from review.preference.formats import PAIR_FORMATS
 from review.rating.services import RATER_ROLES
 
 STRENGTHS = (("slightly", "S"), ("clearly", "C"))
-
-
-def _project(request, project_id: int, roles):
-    """The project for a page: 404 when it is not visible, 403 without one of `roles`."""
-    try:
-        project = project_get_for_user(user=request.user, project_id=project_id)
-        check_project_role(user=request.user, project=project, roles=roles)
-    except NotFound:
-        raise Http404 from None
-    except NotAllowed as exc:
-        raise PermissionDenied(exc.message) from None
-    return project
 
 
 def _chat(task: dict):
@@ -65,7 +51,7 @@ def _compare_context(request, project, claimed, *, error: str = "", posted: dict
 @login_required
 @paused_forbidden
 def compare(request, project_id: int):
-    project = _project(request, project_id, RATER_ROLES)
+    project = project_for_page(request, project_id, RATER_ROLES)
     claimed = queue.compare_claim_next(project=project, user=request.user)
     return render(request, "review/compare.html", _compare_context(request, project, claimed))
 
@@ -74,7 +60,7 @@ def compare(request, project_id: int):
 @require_POST
 @paused_forbidden
 def compare_submit(request, project_id: int, pair_id: int):
-    project = _project(request, project_id, RATER_ROLES)
+    project = project_for_page(request, project_id, RATER_ROLES)
     posted = {key: request.POST.get(key, "") for key in ("choice", "strength", "reason")}
     try:
         judging.judgement_submit(pair_id=pair_id, rater=request.user, **posted)
@@ -112,7 +98,7 @@ def _rank_context(request, project, claimed, *, error: str = "") -> dict:
 
 @login_required
 def rank(request, project_id: int):
-    project = _project(request, project_id, RATER_ROLES)
+    project = project_for_page(request, project_id, RATER_ROLES)
     claimed = queue.rank_claim_next(project=project, user=request.user)
     return render(request, "review/rank.html", _rank_context(request, project, claimed))
 
@@ -120,7 +106,7 @@ def rank(request, project_id: int):
 @login_required
 @require_POST
 def rank_submit(request, project_id: int, rank_set_id: int):
-    project = _project(request, project_id, RATER_ROLES)
+    project = project_for_page(request, project_id, RATER_ROLES)
     raw = request.POST.get("order", "")
     try:
         order = [int(part) for part in raw.split(",") if part.strip()]
@@ -148,7 +134,7 @@ def rank_submit(request, project_id: int, rank_set_id: int):
 
 @login_required
 def leaderboard(request, project_id: int):
-    project = _project(request, project_id, {Role.ADMIN})
+    project = project_for_page(request, project_id, {Role.ADMIN})
     params = request.GET.dict()
     error, board, agreement = "", None, None
     try:
@@ -185,7 +171,7 @@ def leaderboard(request, project_id: int):
 @require_POST
 def pairs_make(request, project_id: int):
     """The leaderboard page's buttons: pairs from drafts vs answers, rank sets of candidates, an import."""
-    project = _project(request, project_id, {Role.ADMIN})
+    project = project_for_page(request, project_id, {Role.ADMIN})
     what = request.POST.get("source", "")
     try:
         if what == PairSource.DRAFT_VS_ANSWER:

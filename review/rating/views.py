@@ -3,7 +3,6 @@
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import get_language
@@ -12,27 +11,15 @@ from rest_framework.exceptions import ValidationError as DrfValidationError
 
 from annotation import selectors
 from annotation.models import ItemStatus, Role
-from annotation.permissions import check_project_role
-from annotation.selectors import project_get_for_user
+from annotation.pages import project_for_page
 from annotation.workflow.chat import conversation_view
-from core.errors import ApplicationError, NotAllowed, NotFound
+from core.errors import ApplicationError, NotFound
 from review import dashboard as figures
 from review.gold.views import paused_forbidden
 from review.models import RatingAssignment, ResponseOrigin
 from review.rating import selectors as rating_selectors
 from review.rating import services as rating
 from review.rating.api import report_query
-
-
-def _project(request, project_id: int, roles):
-    try:
-        project = project_get_for_user(user=request.user, project_id=project_id)
-        check_project_role(user=request.user, project=project, roles=roles)
-    except NotFound:
-        raise Http404 from None
-    except NotAllowed as exc:
-        raise PermissionDenied(exc.message) from None
-    return project
 
 
 def _dimensions_for_page(rubric) -> list[dict]:
@@ -80,7 +67,7 @@ def _conversation(response):
 @login_required
 @paused_forbidden
 def rate(request, project_id: int):
-    project = _project(request, project_id, rating.RATER_ROLES)
+    project = project_for_page(request, project_id, rating.RATER_ROLES)
     response = rating.rating_claim_next(project=project, user=request.user)
     return render(request, "review/rate.html", _task_context(request, project, response))
 
@@ -89,7 +76,7 @@ def rate(request, project_id: int):
 @require_POST
 @paused_forbidden
 def rate_submit(request, project_id: int, response_id: int):
-    project = _project(request, project_id, rating.RATER_ROLES)
+    project = project_for_page(request, project_id, rating.RATER_ROLES)
     scores = {}
     for name, value in request.POST.items():
         if name.startswith("score_") and value != "":
@@ -118,7 +105,7 @@ def rate_submit(request, project_id: int, response_id: int):
 
 @login_required
 def agreement(request, project_id: int):
-    project = _project(request, project_id, {Role.ADMIN})
+    project = project_for_page(request, project_id, {Role.ADMIN})
     error, report, groups = "", None, []
     params = request.GET.dict()
     try:
@@ -168,7 +155,7 @@ def agreement(request, project_id: int):
 
 @login_required
 def dashboard(request, project_id: int):
-    project = _project(request, project_id, {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER})
+    project = project_for_page(request, project_id, {Role.ADMIN, Role.EXPERT, Role.DOMAIN_REVIEWER})
     edits = figures.draft_edit_distances(project=project)
     buckets = [0] * 5  # share of the draft changed: 0, ≤10 %, ≤25 %, ≤50 %, more
     for r in edits.pop("relative"):
