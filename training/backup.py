@@ -40,6 +40,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -177,15 +178,7 @@ def database_dump(target: Path) -> None:
             [binary, "--format=custom", "--no-owner", "--no-privileges", "--file", str(target), *args], env
         )
     elif connection.vendor == "sqlite":
-        source = sqlite3.connect(str(connection.settings_dict["NAME"]), timeout=30)
-        try:
-            destination = sqlite3.connect(str(target))
-            try:
-                source.backup(destination)
-            finally:
-                destination.close()
-        finally:
-            source.close()
+        _sqlite_copy(connection.settings_dict["NAME"], target)
     else:
         raise BackupError(f"backup supports PostgreSQL and SQLite, not {connection.vendor}", EXIT_REFUSED)
 
@@ -291,15 +284,16 @@ def database_load(dump: Path) -> None:
         run_tool([binary, "--no-owner", "--no-privileges", "--exit-on-error", *args, str(dump)], env)
     else:
         connection.close()
-        source = sqlite3.connect(str(dump))
-        try:
-            destination = sqlite3.connect(str(connection.settings_dict["NAME"]), timeout=30)
-            try:
-                source.backup(destination)
-            finally:
-                destination.close()
-        finally:
-            source.close()
+        _sqlite_copy(dump, connection.settings_dict["NAME"])
+
+
+def _sqlite_copy(source_path, target_path) -> None:
+    """SQLite's online backup of one database file into another (a live source is read consistently)."""
+    with (
+        closing(sqlite3.connect(str(source_path), timeout=30)) as source,
+        closing(sqlite3.connect(str(target_path), timeout=30)) as target,
+    ):
+        source.backup(target)
 
 
 def archive_check(archive: tarfile.TarFile, work: Path) -> dict:

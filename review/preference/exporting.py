@@ -27,7 +27,8 @@ from review.preference.formats import PAIR_FORMATS, dataset_info_entry, preferen
 from review.preference.selectors import DecidedPair, PreferenceFilters, decided_pairs
 
 
-def _redacted_turn(turn: dict) -> dict:
+def redacted_turn(turn: dict) -> dict:
+    """A turn as exports write it: its text and tool calls redacted."""
     turn = dict(turn)
     if isinstance(turn.get("content"), str):
         turn["content"] = redact_for_export(turn["content"])
@@ -41,7 +42,7 @@ def _records(fmt: str, pairs: Iterable[DecidedPair]) -> Iterable[dict]:
         yield preference_record(
             fmt,
             system=redact_for_export(pair.system),
-            messages=[_redacted_turn(turn) for turn in pair.messages],
+            messages=[redacted_turn(turn) for turn in pair.messages],
             chosen=redact_for_export(pair.chosen),
             rejected=redact_for_export(pair.rejected),
             ref=f"pair {pair.pair_id}",

@@ -14,22 +14,14 @@ from pathlib import Path
 
 from django.conf import settings
 
-from annotation.exporting.services import redact_for_export, redact_value
+from annotation.exporting.services import redact_for_export
 from annotation.models import Project
+from review.preference.exporting import redacted_turn
 from review.preference.selectors import decided_pairs
 
 from ..engine.data import split_for, split_score
 
 PAIRS_FILE = "pairs.json"
-
-
-def _turn(turn: dict) -> dict:
-    turn = dict(turn)
-    if isinstance(turn.get("content"), str):
-        turn["content"] = redact_for_export(turn["content"])
-    if "tool_calls" in turn:
-        turn["tool_calls"] = redact_value(turn["tool_calls"])
-    return turn
 
 
 def preference_pairs_freeze(*, project: Project) -> dict:
@@ -41,7 +33,7 @@ def preference_pairs_freeze(*, project: Project) -> dict:
         {
             "pair": pair.pair_id,
             "system": redact_for_export(pair.system or ""),
-            "messages": [_turn(t) for t in pair.messages],
+            "messages": [redacted_turn(t) for t in pair.messages],
             "chosen": redact_for_export(pair.chosen),
             "rejected": redact_for_export(pair.rejected),
         }
